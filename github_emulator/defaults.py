@@ -1,0 +1,83 @@
+"""Every number and header name the emulator shares, defined once.
+
+The values copy what github.com does today, so code tested against the emulator
+meets the same limits in production. Knobs start from these and tests change them.
+"""
+
+API_VERSION = "2022-11-28"
+"""The REST API version the emulator claims to speak (``X-GitHub-Api-Version-Selected``)."""
+
+MEDIA_TYPE_HEADER = "github.v3; format=json"
+"""Value of ``X-GitHub-Media-Type`` on every JSON answer."""
+
+DOCS_URL = "https://docs.github.com/rest"
+"""``documentation_url`` in error bodies; GitHub points at its REST docs."""
+
+TREE_MAX_ENTRIES = 100_000
+"""GitHub truncates a tree listing past this many entries."""
+
+TREE_MAX_BYTES = 7_000_000
+"""...or past this many bytes of JSON, whichever comes first."""
+
+TOKEN_TTL_SECONDS = 3600
+"""Installation and user tokens live one hour, as on GitHub."""
+
+JWT_MAX_LIFETIME_SECONDS = 600
+"""GitHub refuses App JWTs whose ``exp`` lies more than ten minutes ahead."""
+
+JWT_CLOCK_SKEW_SECONDS = 60
+"""Drift GitHub tolerates between the App's clock and its own."""
+
+RATE_LIMIT_AUTHENTICATED = 5000
+"""Requests per window for an installation, App or user token."""
+
+RATE_LIMIT_ANONYMOUS = 60
+"""Requests per window without credentials."""
+
+RATE_LIMIT_WINDOW_SECONDS = 3600
+"""Length of a primary rate-limit window."""
+
+RATE_LIMIT_RESOURCE = "core"
+"""``X-RateLimit-Resource`` of every endpoint the emulator serves."""
+
+SECONDARY_LIMIT_RETRY_AFTER_SECONDS = 60
+"""``Retry-After`` of a secondary-limit answer unless a test sets another."""
+
+FAULT_HANG_SECONDS = 30.0
+"""How long a ``timeout`` fault holds a request before dropping it."""
+
+PER_PAGE_DEFAULT = 30
+"""Page size when a list request names none."""
+
+PER_PAGE_MAX = 100
+"""GitHub ignores larger ``per_page`` values and serves this many."""
+
+PUSH_COMMITS_MAX = 2048
+"""A push payload lists at most this many commits, as GitHub's does."""
+
+COMMIT_FILES_MAX = 300
+"""``GET /commits/{ref}`` and compare list at most this many files."""
+
+COMPARE_COMMITS_MAX = 250
+"""Compare lists at most this many commits."""
+
+ARCHIVE_LINK_TTL_SECONDS = 300
+"""Lifetime of the one-off URL a tarball request redirects to."""
+
+HOOKSHOT_USER_AGENT = "GitHub-Hookshot/emulator"
+"""``User-Agent`` of webhook deliveries; receivers may check the prefix."""
+
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+"""GitHub gives a receiver ten seconds before it marks a delivery failed."""
+
+INTERNAL_PREFIX = "/_emulator"
+"""Paths under this prefix control the emulator; they are not GitHub's."""
+
+URL_FILE_NAME = ".emulator-url"
+"""File in the data folder holding the running server's URL, read by git hooks."""
+
+EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+"""Git's well-known empty tree, the ``before`` side of a branch creation diff."""
+
+ZERO_SHA = "0" * 40
+"""What git and GitHub write for "no commit" in ``before``/``after``."""

@@ -1,0 +1,89 @@
+"""Declarative base, column types shared by every model, and the Flask-SQLAlchemy handle."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Annotated
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, registry
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    SQLite has no time zones and hands back naive datetimes; PostgreSQL keeps them.
+    Normalising here means no caller ever compares naive and aware values.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def str_enum(enum: type[Enum]) -> SAEnum:
+    """Store a ``str`` Enum as its value in a plain VARCHAR (no database enum type to migrate)."""
+    return SAEnum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+GitSha = Annotated[str, "git object id"]
+"""A 40-character hexadecimal git object id (SHA-1)."""
+
+GitHubId = Annotated[int, "GitHub database id"]
+"""A GitHub database id; these exceed 2**31, so they are BIGINT everywhere."""
+
+# Constraint names follow one convention so Alembic migrations can refer to them and
+# SQLite batch migrations can recreate them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (auto-increment); a
+# BIGINT primary key there would need explicit ids.
+BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    # Given as a registry rather than class attributes because Flask-SQLAlchemy
+    # subclasses this base, and SQLAlchemy refuses a per-subclass type map.
+    registry = registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={
+            datetime: UTCDateTime(),
+            GitSha: String(40),
+            GitHubId: BigInteger(),
+        },
+    )
+
+
+db = SQLAlchemy(model_class=Base)

@@ -1,0 +1,48 @@
+"""The webhook outbox: every verified delivery, stored before it is acknowledged."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import GitHubId, db, str_enum, utcnow
+from models.enums import DeliveryStatus
+
+
+class WebhookDelivery(db.Model):  # type: ignore[name-defined,misc]
+    """One delivery, keyed by GitHub's ``X-GitHub-Delivery`` GUID.
+
+    The unique GUID is what makes a redelivery or a retried request harmless: the
+    second insert fails and the receiver answers "duplicate" without queueing again.
+    """
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        # The sweeper's query: pending deliveries, oldest first.
+        Index("ix_webhook_delivery_status_received_at", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Event names are an open set (GitHub keeps adding events), so a plain string.
+    event: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64))
+    hook_id: Mapped[GitHubId | None]
+    installation_github_id: Mapped[GitHubId | None] = mapped_column(index=True)
+    repository_github_id: Mapped[GitHubId | None]
+    # The JSON document exactly as received (decoded from the form field for
+    # form-encoded deliveries), so processing can be rerun from it at any time.
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        str_enum(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    # Why a delivery was ignored or failed, in words.
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<WebhookDelivery {self.delivery_id} {self.event}.{self.action} {self.status}>"

@@ -1,0 +1,121 @@
+"""Tracked branches (projects) and the lineage of their syncs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+
+from models.base import GitSha, db, str_enum, utcnow
+from models.enums import SyncStatus, SyncTrigger
+
+if TYPE_CHECKING:
+    from models.github import Repository
+
+
+class Project(db.Model):  # type: ignore[name-defined,misc]
+    """One tracked (repository, branch): the unit that is synced and shown."""
+
+    __tablename__ = "project"
+    __table_args__ = (UniqueConstraint("repository_id", "branch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repository.id", ondelete="CASCADE"), index=True
+    )
+    branch: Mapped[str] = mapped_column(String(255))
+    auto_sync: Mapped[bool] = mapped_column(default=True)
+    # The latest applied sync. It moves only by compare-and-set in the apply step, so two
+    # workers can never both extend the lineage from the same predecessor.
+    current_sync_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project_sync.id", use_alter=True, ondelete="SET NULL"), index=True
+    )
+    # Why the project stopped syncing (branch deleted, repository removed, ...); shown
+    # to people as is. None while the project syncs normally.
+    stopped_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    repository: Mapped[Repository] = relationship(back_populates="projects")
+    current_sync: Mapped[ProjectSync | None] = relationship(
+        foreign_keys=[current_sync_id], post_update=True
+    )
+    syncs: WriteOnlyMapped[ProjectSync] = relationship(
+        back_populates="project",
+        foreign_keys="ProjectSync.project_id",
+        order_by="ProjectSync.id.desc()",
+        passive_deletes=True,
+    )
+
+    def __repr__(self) -> str:
+        return f"<Project {self.id} repository={self.repository_id} branch={self.branch!r}>"
+
+
+class ProjectSync(db.Model):  # type: ignore[name-defined,misc]
+    """One sync attempt of a project.
+
+    Successful syncs form the project's lineage: each links to its predecessor through
+    ``previous_sync_id``, which is unique, so the lineage is a single chain and can
+    never fork. ``sequence`` is the position in that chain (1 for the first successful
+    sync); versioned rows (files, memory entries) are compared by it to answer "what
+    was the state at sync N" with one indexed range query instead of a recursive walk.
+    """
+
+    __tablename__ = "project_sync"
+    __table_args__ = (UniqueConstraint("project_id", "sequence"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    trigger: Mapped[SyncTrigger] = mapped_column(str_enum(SyncTrigger))
+    status: Mapped[SyncStatus] = mapped_column(str_enum(SyncStatus), default=SyncStatus.QUEUED)
+    # X-GitHub-Delivery of the webhook that asked for this sync, if one did.
+    delivery_id: Mapped[str | None] = mapped_column(String(64))
+    rq_job_id: Mapped[str | None] = mapped_column(String(128), index=True)
+
+    sequence: Mapped[int | None]
+    previous_sync_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project_sync.id", ondelete="RESTRICT"), unique=True
+    )
+    restored_from_sync_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project_sync.id", ondelete="RESTRICT"), index=True
+    )
+
+    base_commit_sha: Mapped[GitSha | None]
+    head_commit_sha: Mapped[GitSha | None]
+    head_tree_sha: Mapped[GitSha | None]
+
+    files_added: Mapped[int] = mapped_column(default=0)
+    files_modified: Mapped[int] = mapped_column(default=0)
+    files_removed: Mapped[int] = mapped_column(default=0)
+    files_unchanged: Mapped[int] = mapped_column(default=0)
+    api_calls: Mapped[int] = mapped_column(default=0)
+    bytes_fetched: Mapped[int] = mapped_column(default=0)
+
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Written for people: what went wrong and what to do about it.
+    error: Mapped[str | None] = mapped_column(Text)
+
+    project: Mapped[Project] = relationship(back_populates="syncs", foreign_keys=[project_id])
+    previous_sync: Mapped[ProjectSync | None] = relationship(
+        remote_side=[id], foreign_keys=[previous_sync_id]
+    )
+    restored_from_sync: Mapped[ProjectSync | None] = relationship(
+        remote_side=[id], foreign_keys=[restored_from_sync_id]
+    )
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def __repr__(self) -> str:
+        return f"<ProjectSync {self.id} project={self.project_id} {self.status}>"
+
+
+# A project's lineage in order, and its syncs newest first, are the two hot reads.
+db.Index("ix_project_sync_project_id_id", ProjectSync.project_id, ProjectSync.id)

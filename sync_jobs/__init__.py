@@ -1,0 +1,1 @@
+"""Everything that runs in RQ workers: GitHub access, tree diff, sync pipeline, queueing."""

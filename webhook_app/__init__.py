@@ -1,0 +1,41 @@
+"""The Flask app: :func:`create_app` is the only way to build one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from dotenv import dotenv_values, find_dotenv
+from flask import Flask
+
+from webhook_app.config import DefaultConfig, finish_settings, settings_from_environment
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from defaults plus the environment (or ``test_config`` in tests).
+
+    A ``.env`` file in the working directory is read for development; variables set in
+    the real environment win over it. Bad settings raise ``ConfigError`` naming the
+    variable, before anything listens.
+    """
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(DefaultConfig)
+    if test_config is None:
+        dotenv_path = find_dotenv(usecwd=True)
+        file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+        app.config.update(settings_from_environment({**file_values, **os.environ}))
+    else:
+        app.config.update(test_config)
+    finish_settings(app.config, app.instance_path)
+
+    from sync_jobs import redis_client
+    from webhook_app import database
+
+    database.init_app(app)
+    redis_client.init_app(app)
+
+    from webhook_app import health
+
+    app.register_blueprint(health.bp)
+    return app

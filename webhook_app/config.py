@@ -1,0 +1,185 @@
+"""Settings: defaults in one object, real values from the environment, checked at start.
+
+Only :func:`webhook_app.create_app` calls :func:`settings_from_environment`; nothing
+else reads ``os.environ``. Names follow Probot where Probot has one (``APP_ID``,
+``PRIVATE_KEY``/``PRIVATE_KEY_PATH``, ``WEBHOOK_SECRET``, ``GITHUB_CLIENT_ID``,
+``GITHUB_CLIENT_SECRET``) so an App moved from Probot keeps its ``.env``.
+
+Every check raises :class:`ConfigError` naming the variable, because a bad value found
+at start costs a redeploy, while one found at the first webhook costs lost deliveries.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from sync_jobs.errors import ConfigError
+
+
+class DefaultConfig:
+    """Defaults for every setting; the environment overrides them."""
+
+    GITHUB_API_URL = "https://api.github.com"
+    # Where people sign in and register Apps; github.com for GitHub, the same host as
+    # the API for GitHub Enterprise Server and the emulator.
+    GITHUB_WEB_URL = "https://github.com"
+    APP_ID: int | None = None
+    PRIVATE_KEY: str | None = None
+    WEBHOOK_SECRETS: tuple[str, ...] = ()
+    GITHUB_CLIENT_ID: str | None = None
+    GITHUB_CLIENT_SECRET: str | None = None
+    DATABASE_URL: str | None = None  # None: a SQLite file under the instance folder
+    REDIS_URL = "redis://127.0.0.1:6379/0"
+    SECRET_KEY: str | None = None
+    # GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub.
+    MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
+    # Files larger than this keep SHA and size only; their content is not stored.
+    SYNC_MAX_BLOB_BYTES = 1024 * 1024
+    # On uninstall or repository removal: delete the stored data (True) or keep it
+    # readable but stop syncing (False).
+    PURGE_ON_UNINSTALL = False
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ConfigError(name, f"must be a URL starting with {' or '.join(schemes)}://, got {value!r}")
+    return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    # Heroku-style hosts hand out postgres:// URLs; SQLAlchemy 2 wants a driver name.
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            value = "postgresql+psycopg://" + value[len(prefix) :]
+    try:
+        make_url(value)
+    except ArgumentError as exc:
+        raise ConfigError("DATABASE_URL", f"is not a database URL: {exc}") from exc
+    return value
+
+
+def _private_key(environ: Mapping[str, str]) -> str | None:
+    """The App's PEM private key, from PRIVATE_KEY or the file at PRIVATE_KEY_PATH."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if environ.get("PRIVATE_KEY"):
+        name, pem = "PRIVATE_KEY", environ["PRIVATE_KEY"].replace("\\n", "\n")
+    elif environ.get("PRIVATE_KEY_PATH"):
+        name = "PRIVATE_KEY_PATH"
+        try:
+            pem = Path(environ[name]).read_text()
+        except OSError as exc:
+            raise ConfigError(name, f"cannot be read: {exc.strerror} ({environ[name]})") from exc
+    else:
+        return None
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(name, "is not a PEM-encoded RSA private key without a password") from exc
+    return pem
+
+
+def _boolean(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(name, f"must be true or false, got {value!r}")
+
+
+def _positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ConfigError(name, f"must be a positive whole number, got {value!r}")
+    return number
+
+
+def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read and check every setting; return only those the environment sets.
+
+    An App is either fully configured or not at all: with ``APP_ID`` set, a private
+    key and a webhook secret are required (the app refuses to start rather than accept
+    unverified deliveries). With none of them the app starts in setup mode, where
+    ``/setup`` registers an App and the webhook endpoint refuses every delivery.
+    """
+    settings: dict[str, Any] = {}
+    if value := environ.get("GITHUB_API_URL"):
+        settings["GITHUB_API_URL"] = _url("GITHUB_API_URL", value, ("http", "https"))
+        # An Enterprise or emulator host serves the web pages on the same origin.
+        settings["GITHUB_WEB_URL"] = settings["GITHUB_API_URL"].removesuffix("/api/v3")
+    if value := environ.get("GITHUB_WEB_URL"):
+        settings["GITHUB_WEB_URL"] = _url("GITHUB_WEB_URL", value, ("http", "https"))
+    if value := environ.get("DATABASE_URL"):
+        settings["DATABASE_URL"] = _database_url(value)
+    if value := environ.get("REDIS_URL"):
+        settings["REDIS_URL"] = _url("REDIS_URL", value, ("redis", "rediss", "unix"))
+    if value := environ.get("SECRET_KEY"):
+        settings["SECRET_KEY"] = value
+    for name in ("GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET"):
+        if value := environ.get(name):
+            settings[name] = value
+    if value := environ.get("MAX_WEBHOOK_BYTES"):
+        settings["MAX_WEBHOOK_BYTES"] = _positive_int("MAX_WEBHOOK_BYTES", value)
+    if value := environ.get("SYNC_MAX_BLOB_BYTES"):
+        settings["SYNC_MAX_BLOB_BYTES"] = _positive_int("SYNC_MAX_BLOB_BYTES", value)
+    if "PURGE_ON_UNINSTALL" in environ:
+        settings["PURGE_ON_UNINSTALL"] = _boolean(
+            "PURGE_ON_UNINSTALL", environ["PURGE_ON_UNINSTALL"]
+        )
+
+    if value := environ.get("WEBHOOK_SECRET"):
+        # A comma-separated list lets a secret be rotated without dropping deliveries.
+        secrets_list = tuple(part.strip() for part in value.split(",") if part.strip())
+        if not secrets_list:
+            raise ConfigError("WEBHOOK_SECRET", "has no secret in it")
+        settings["WEBHOOK_SECRETS"] = secrets_list
+    private_key = _private_key(environ)
+    if private_key is not None:
+        settings["PRIVATE_KEY"] = private_key
+    if value := environ.get("APP_ID"):
+        settings["APP_ID"] = _positive_int("APP_ID", value)
+        if private_key is None:
+            raise ConfigError("PRIVATE_KEY", "or PRIVATE_KEY_PATH is required when APP_ID is set")
+        if "WEBHOOK_SECRETS" not in settings:
+            raise ConfigError(
+                "WEBHOOK_SECRET", "is required when APP_ID is set; deliveries cannot be verified"
+            )
+    return settings
+
+
+def finish_settings(config: dict[str, Any], instance_path: str) -> None:
+    """Fill the settings that derive from others, after defaults and overrides merged."""
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'project_sync.sqlite3'}"
+    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _instance_secret_key(Path(instance_path))
+
+
+def _instance_secret_key(instance: Path) -> str:
+    """A random key kept in the instance folder, so development sessions survive restarts.
+
+    Production sets SECRET_KEY; several web processes must share one key.
+    """
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        instance.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
