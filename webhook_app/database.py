@@ -7,10 +7,11 @@ from typing import Any
 
 from flask import Flask
 from flask_migrate import Migrate
-from sqlalchemy import event
+from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Engine
 
 from models import db
+from models.base import UTCDateTime
 
 MIGRATIONS_DIRECTORY = str(Path(__file__).resolve().parent.parent / "migrations")
 """Alembic's folder; absolute so ``flask db`` works from any working directory."""
@@ -18,7 +19,26 @@ MIGRATIONS_DIRECTORY = str(Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the lock; web and worker processes share one file."""
 
-migrate = Migrate()
+
+
+def render_column_type(type_: str, obj: Any, autogen_context: Any) -> Any:
+    """Write the app's column types as plain SQLAlchemy types in revisions, so a revision
+    never imports application code that may change after it was written."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def compare_column_types(
+    context: Any, inspected: Any, metadata: Any, inspected_type: Any, metadata_type: Any
+) -> bool | None:
+    """UTCDateTime is stored as DateTime(timezone=True); that is not a schema change."""
+    if isinstance(metadata_type, UTCDateTime) and isinstance(inspected_type, DateTime):
+        return False
+    return None  # Alembic's own comparison decides
+
+
+migrate = Migrate(compare_type=compare_column_types, render_item=render_column_type)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

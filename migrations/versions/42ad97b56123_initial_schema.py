@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 539c2983ba4f
+Revision ID: 42ad97b56123
 Revises: 
-Create Date: 2026-11-24 20:10:43.190376
+Create Date: 2026-11-24 20:13:18.347078
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '539c2983ba4f'
+revision = '42ad97b56123'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -25,10 +25,10 @@ def upgrade():
     sa.Column('account_id', sa.BigInteger(), nullable=True),
     sa.Column('account_type', sa.String(length=32), nullable=False),
     sa.Column('permissions', sa.JSON(), nullable=False),
-    sa.Column('suspended_at', models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('deleted_at', models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('suspended_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_installation')),
     sa.UniqueConstraint('github_id', name=op.f('uq_installation_github_id'))
     )
@@ -44,8 +44,8 @@ def upgrade():
     sa.Column('status', sa.Enum('pending', 'queued', 'processed', 'ignored', 'failed', name='deliverystatus', native_enum=False, length=16), nullable=False),
     sa.Column('status_reason', sa.Text(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('received_at', models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('processed_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_delivery')),
     sa.UniqueConstraint('delivery_id', name=op.f('uq_webhook_delivery_delivery_id'))
     )
@@ -60,9 +60,9 @@ def upgrade():
     sa.Column('full_name', sa.String(length=255), nullable=False),
     sa.Column('default_branch', sa.String(length=255), nullable=False),
     sa.Column('private', sa.Boolean(), nullable=False),
-    sa.Column('removed_at', models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['installation_id'], ['installation.id'], name=op.f('fk_repository_installation_id_installation'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_repository')),
     sa.UniqueConstraint('github_id', name=op.f('uq_repository_github_id'))
@@ -78,7 +78,7 @@ def upgrade():
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('is_binary', sa.Boolean(), nullable=False),
     sa.Column('content', sa.Text(), nullable=True),
-    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['repository_id'], ['repository.id'], name=op.f('fk_blob_repository_id_repository'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_blob')),
     sa.UniqueConstraint('repository_id', 'sha', name=op.f('uq_blob_repository_id_sha'))
@@ -99,9 +99,8 @@ def upgrade():
     sa.Column('auto_sync', sa.Boolean(), nullable=False),
     sa.Column('current_sync_id', sa.Integer(), nullable=True),
     sa.Column('stopped_reason', sa.Text(), nullable=True),
-    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['current_sync_id'], ['project_sync.id'], name=op.f('fk_project_current_sync_id_project_sync'), ondelete='SET NULL', use_alter=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['repository_id'], ['repository.id'], name=op.f('fk_project_repository_id_repository'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_project')),
     sa.UniqueConstraint('repository_id', 'branch', name=op.f('uq_project_repository_id_branch'))
@@ -129,9 +128,9 @@ def upgrade():
     sa.Column('files_unchanged', sa.Integer(), nullable=False),
     sa.Column('api_calls', sa.Integer(), nullable=False),
     sa.Column('bytes_fetched', sa.Integer(), nullable=False),
-    sa.Column('queued_at', models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('started_at', models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('queued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['previous_sync_id'], ['project_sync.id'], name=op.f('fk_project_sync_previous_sync_id_project_sync'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], name=op.f('fk_project_sync_project_id_project'), ondelete='CASCADE'),
@@ -144,6 +143,10 @@ def upgrade():
         batch_op.create_index('ix_project_sync_project_id_id', ['project_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_project_sync_restored_from_sync_id'), ['restored_from_sync_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_project_sync_rq_job_id'), ['rq_job_id'], unique=False)
+
+        # project and project_sync refer to each other; the cycle is closed once both exist.
+    with op.batch_alter_table('project', schema=None) as batch_op:
+        batch_op.create_foreign_key(batch_op.f('fk_project_current_sync_id_project_sync'), 'project_sync', ['current_sync_id'], ['id'], ondelete='SET NULL')
 
     op.create_table('memory_entry',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -169,7 +172,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_memory_entry_restored_from_entry_id'), ['restored_from_entry_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_memory_entry_superseded_by_entry_id'), ['superseded_by_entry_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_memory_entry_superseded_in_sync_id'), ['superseded_in_sync_id'], unique=False)
-        batch_op.create_index('uq_memory_entry_active_path', ['project_id', 'path'], unique=True, postgresql_where='superseded_in_sync_id IS NULL', sqlite_where='superseded_in_sync_id IS NULL')
+        batch_op.create_index('uq_memory_entry_active_path', ['project_id', 'path'], unique=True, postgresql_where=sa.text('superseded_in_sync_id IS NULL'), sqlite_where=sa.text('superseded_in_sync_id IS NULL'))
 
     op.create_table('repository_file',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -189,22 +192,25 @@ def upgrade():
         batch_op.create_index('ix_repository_file_project_id_path', ['project_id', 'path'], unique=False)
         batch_op.create_index(batch_op.f('ix_repository_file_valid_from_sync_id'), ['valid_from_sync_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_repository_file_valid_to_sync_id'), ['valid_to_sync_id'], unique=False)
-        batch_op.create_index('uq_repository_file_open_path', ['project_id', 'path'], unique=True, postgresql_where='valid_to_sync_id IS NULL', sqlite_where='valid_to_sync_id IS NULL')
+        batch_op.create_index('uq_repository_file_open_path', ['project_id', 'path'], unique=True, postgresql_where=sa.text('valid_to_sync_id IS NULL'), sqlite_where=sa.text('valid_to_sync_id IS NULL'))
 
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('project', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_project_current_sync_id_project_sync'), type_='foreignkey')
+
     with op.batch_alter_table('repository_file', schema=None) as batch_op:
-        batch_op.drop_index('uq_repository_file_open_path', postgresql_where='valid_to_sync_id IS NULL', sqlite_where='valid_to_sync_id IS NULL')
+        batch_op.drop_index('uq_repository_file_open_path', postgresql_where=sa.text('valid_to_sync_id IS NULL'), sqlite_where=sa.text('valid_to_sync_id IS NULL'))
         batch_op.drop_index(batch_op.f('ix_repository_file_valid_to_sync_id'))
         batch_op.drop_index(batch_op.f('ix_repository_file_valid_from_sync_id'))
         batch_op.drop_index('ix_repository_file_project_id_path')
 
     op.drop_table('repository_file')
     with op.batch_alter_table('memory_entry', schema=None) as batch_op:
-        batch_op.drop_index('uq_memory_entry_active_path', postgresql_where='superseded_in_sync_id IS NULL', sqlite_where='superseded_in_sync_id IS NULL')
+        batch_op.drop_index('uq_memory_entry_active_path', postgresql_where=sa.text('superseded_in_sync_id IS NULL'), sqlite_where=sa.text('superseded_in_sync_id IS NULL'))
         batch_op.drop_index(batch_op.f('ix_memory_entry_superseded_in_sync_id'))
         batch_op.drop_index(batch_op.f('ix_memory_entry_superseded_by_entry_id'))
         batch_op.drop_index(batch_op.f('ix_memory_entry_restored_from_entry_id'))

@@ -1,0 +1,27 @@
+# The two commands a new machine needs: `make run` and `make test`.
+# Everything else here is for working on the project.
+
+.PHONY: run test lint typecheck pytest bench lock install demo-emulator
+
+run: install  ## start Redis (if needed), migrations, web and worker; a demo GitHub if no App is configured
+	.venv/bin/python -m scripts.run
+
+test: install lint typecheck pytest  ## everything CI checks
+
+install:
+	scripts/bootstrap.sh --extra dev
+
+lint:
+	.venv/bin/ruff check .
+
+typecheck:
+	.venv/bin/mypy
+
+pytest:
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+bench: install  ## benchmarks; they print numbers and write JSON to bench/results/
+	.venv/bin/python -m bench
+
+lock:  ## re-resolve uv.lock after editing pyproject.toml
+	.tools/bin/uv lock
