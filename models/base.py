@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator
@@ -87,3 +87,10 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+if TYPE_CHECKING:
+    # Flask-SQLAlchemy builds db.Model at run time as a subclass of Base; type checkers
+    # cannot see through that, so they are shown Base itself.
+    Model = Base
+else:
+    Model = db.Model

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import GitSha, db, utcnow
+from models.base import GitSha, Model, utcnow
 
 
-class Blob(db.Model):  # type: ignore[name-defined,misc]
+class Blob(Model):
     """Content addressed by (repository, blob SHA).
 
     A blob already stored is never fetched again, so reverts, renames, copies and
@@ -37,7 +37,7 @@ class Blob(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class GitTree(db.Model):  # type: ignore[name-defined,misc]
+class GitTree(Model):
     """A git tree object's entries, kept so later syncs can diff without fetching it.
 
     Trees are immutable, so a stored tree is valid forever; comparing stored subtree
@@ -54,7 +54,7 @@ class GitTree(db.Model):  # type: ignore[name-defined,misc]
     entries: Mapped[list[Any]] = mapped_column(JSON)
 
 
-class RepositoryFile(db.Model):  # type: ignore[name-defined,misc]
+class RepositoryFile(Model):
     """One version of one tree entry (file, symlink or submodule) of a project."""
 
     __tablename__ = "repository_file"
@@ -87,7 +87,7 @@ class RepositoryFile(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class MemoryEntry(db.Model):  # type: ignore[name-defined,misc]
+class MemoryEntry(Model):
     """The memory derived from one version of one text file.
 
     An entry is *active* until a later sync supersedes it (the file changed, was

@@ -7,11 +7,11 @@ from datetime import datetime
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import GitHubId, db, str_enum, utcnow
+from models.base import GitHubId, Model, str_enum, utcnow
 from models.enums import DeliveryStatus
 
 
-class WebhookDelivery(db.Model):  # type: ignore[name-defined,misc]
+class WebhookDelivery(Model):
     """One delivery, keyed by GitHub's ``X-GitHub-Delivery`` GUID.
 
     The unique GUID is what makes a redelivery or a retried request harmless: the

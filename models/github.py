@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import GitHubId, db, utcnow
+from models.base import GitHubId, Model, utcnow
 
 if TYPE_CHECKING:
     from models.project import Project
 
 
-class Installation(db.Model):  # type: ignore[name-defined,misc]
+class Installation(Model):
     """One installation of the App on a user or organisation account."""
 
     __tablename__ = "installation"
@@ -44,7 +44,7 @@ class Installation(db.Model):  # type: ignore[name-defined,misc]
         return f"<Installation {self.github_id} {self.account_login}>"
 
 
-class Repository(db.Model):  # type: ignore[name-defined,misc]
+class Repository(Model):
     """A repository the App can see through an installation."""
 
     __tablename__ = "repository"

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
-from models.base import GitSha, db, str_enum, utcnow
+from models.base import GitSha, Model, db, str_enum, utcnow
 from models.enums import SyncStatus, SyncTrigger
 
 if TYPE_CHECKING:
     from models.github import Repository
 
 
-class Project(db.Model):  # type: ignore[name-defined,misc]
+class Project(Model):
     """One tracked (repository, branch): the unit that is synced and shown."""
 
     __tablename__ = "project"
@@ -53,7 +53,7 @@ class Project(db.Model):  # type: ignore[name-defined,misc]
         return f"<Project {self.id} repository={self.repository_id} branch={self.branch!r}>"
 
 
-class ProjectSync(db.Model):  # type: ignore[name-defined,misc]
+class ProjectSync(Model):
     """One sync attempt of a project.
 
     Successful syncs form the project's lineage: each links to its predecessor through

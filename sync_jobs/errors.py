@@ -14,3 +14,46 @@ class ConfigError(ProjectSyncError):
         super().__init__(f"{name} {problem}")
         self.name = name
         self.problem = problem
+
+
+class WebhookRejectedError(ProjectSyncError):
+    """A request to the webhook endpoint that is not a usable GitHub delivery.
+
+    ``status`` is the HTTP status the receiver answers with; the message says what is
+    wrong in words the sender can act on.
+    """
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SignatureError(WebhookRejectedError):
+    """The ``X-Hub-Signature-256`` header is missing or matches no configured secret."""
+
+    status = 401
+
+
+class MissingHeaderError(WebhookRejectedError):
+    """A header GitHub always sends (``X-GitHub-Event``, ``X-GitHub-Delivery``) is absent."""
+
+
+class MalformedPayloadError(WebhookRejectedError):
+    """The body is not the JSON document (or form ``payload`` field) GitHub sends."""
+
+
+class PayloadTooLargeError(WebhookRejectedError):
+    """The body is larger than any payload GitHub sends."""
+
+    status = 413
+
+
+class SyncReservationBusyError(ProjectSyncError):
+    """Another ``request_sync`` of the project reserved the pending marker and has not
+    published its sync in time; the caller's job is retried."""
+
+
+class DeliveryNotFoundError(ProjectSyncError):
+    """A processing job names a delivery that is not stored (wrong database?)."""

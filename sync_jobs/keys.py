@@ -21,3 +21,50 @@ MAINTENANCE_QUEUE = "project-sync-maintenance"
 
 ALL_QUEUES = (DELIVERIES_QUEUE, SYNCS_QUEUE, MAINTENANCE_QUEUE)
 """Queue names a worker listens on, most urgent first."""
+
+
+# --- Webhook deliveries and sync coalescing ---------------------------------------------
+
+
+def delivery_job_id(delivery_id: str) -> str:
+    """RQ job id of the job processing one delivery (``X-GitHub-Delivery``).
+
+    Deterministic so the sweeper can ask RQ whether a delivery's job is still alive;
+    the receiver checks ``delivery_id`` against :data:`JOB_ID_SAFE` first.
+    """
+    return f"{KEY_PREFIX}-delivery-{delivery_id}"
+
+
+def sync_job_id(sync_id: int, *, attempt: int = 0) -> str:
+    """RQ job id of one run attempt of one ProjectSync.
+
+    Every attempt gets a fresh id: RQ silently overwrites a job enqueued under an
+    existing id (and ``unique=True`` refuses while a finished job's hash is kept), so
+    reusing ids would tie coalescing to RQ's TTLs.
+    """
+    return f"{KEY_PREFIX}-sync-{sync_id}-{attempt}"
+
+
+def sync_pending_key(project_id: int) -> str:
+    """String key: id of the project's queued (not yet started) sync, or a reservation."""
+    return f"{KEY_PREFIX}:sync:pending:{project_id}"
+
+
+def sync_lock_key(project_id: int) -> str:
+    """String key with a TTL: id of the project's running sync (one at a time)."""
+    return f"{KEY_PREFIX}:sync:lock:{project_id}"
+
+
+def sweeper_lock_key() -> str:
+    """String key with a TTL: held by the one process sweeping pending deliveries."""
+    return f"{KEY_PREFIX}:sweeper:lock"
+
+
+def sweeper_job_id() -> str:
+    """RQ job id of the periodic sweep; fixed so at most one is scheduled at a time."""
+    return f"{KEY_PREFIX}-sweeper"
+
+
+JOB_ID_SAFE = r"[A-Za-z0-9_-]{1,64}"
+"""What a delivery id must look like to become part of an RQ job id (RQ accepts only
+letters, digits, ``_`` and ``-``; GitHub's GUIDs are UUIDs)."""

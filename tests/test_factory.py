@@ -19,7 +19,12 @@ def run_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[
     environment.update(env)
     environment["PYTHONPATH"] = str(REPOSITORY_ROOT)
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env=environment, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -33,7 +33,9 @@ EXPECTED_TABLES = {
 
 
 @pytest.fixture
-def empty_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+def empty_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> Iterator[str]:
     """A database with nothing in it, on either backend."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
@@ -58,7 +60,7 @@ def test_upgrade_matches_models_and_downgrade_empties(
     with app.app_context():
         flask_migrate.upgrade()
         tables = set(inspect(db.engine).get_table_names())
-        assert EXPECTED_TABLES <= tables
+        assert tables >= EXPECTED_TABLES
 
         with db.engine.connect() as connection:
             drift = compare_metadata(

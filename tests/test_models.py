@@ -94,7 +94,11 @@ def test_files_at_returns_the_state_as_of_a_sync(app_context: Flask) -> None:
     tool.valid_to_sync_id = s2.id
     db.session.add(
         RepositoryFile(
-            project_id=project.id, path="README.md", mode="100644", sha=SHA_C, valid_from_sync_id=s2.id
+            project_id=project.id,
+            path="README.md",
+            mode="100644",
+            sha=SHA_C,
+            valid_from_sync_id=s2.id,
         )
     )
     db.session.commit()
@@ -128,14 +132,18 @@ def test_superseded_memory_entries_are_hidden_by_default(app_context: Flask) -> 
     new_blob = Blob(repository_id=project.repository_id, sha=SHA_B, size=3, content="new")
     db.session.add_all([old_blob, new_blob])
     db.session.flush()
-    old = MemoryEntry(project_id=project.id, path="notes.md", blob_id=old_blob.id, created_in_sync_id=s1.id)
+    old = MemoryEntry(
+        project_id=project.id, path="notes.md", blob_id=old_blob.id, created_in_sync_id=s1.id
+    )
     db.session.add(old)
     db.session.flush()
 
     s2 = succeed(project, s1)
     old.superseded_in_sync_id = s2.id  # close first: one active entry per path
     db.session.flush()
-    new = MemoryEntry(project_id=project.id, path="notes.md", blob_id=new_blob.id, created_in_sync_id=s2.id)
+    new = MemoryEntry(
+        project_id=project.id, path="notes.md", blob_id=new_blob.id, created_in_sync_id=s2.id
+    )
     db.session.add(new)
     db.session.flush()
     old.superseded_by_entry_id = new.id

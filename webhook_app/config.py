@@ -51,7 +51,9 @@ class DefaultConfig:
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        raise ConfigError(name, f"must be a URL starting with {' or '.join(schemes)}://, got {value!r}")
+        raise ConfigError(
+            name, f"must be a URL starting with {' or '.join(schemes)}://, got {value!r}"
+        )
     return value.rstrip("/")
 
 

@@ -20,7 +20,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the lock; web and worker processes share one file."""
 
 
-
 def render_column_type(type_: str, obj: Any, autogen_context: Any) -> Any:
     """Write the app's column types as plain SQLAlchemy types in revisions, so a revision
     never imports application code that may change after it was written."""
