@@ -1,0 +1,97 @@
+"""Sync planning decisions as pure functions: delta or full, blobs or tarball, text or not.
+
+A delta sync is a guarded optimisation (zoekt's ``prepareDeltaBuild``): when a
+precondition fails, :func:`delta_blocker` returns the reason in words; the pipeline
+logs it and runs a full sync, which ends in the same state, only with more work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sync_jobs.core.tree import MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK
+
+
+@dataclass(frozen=True)
+class DeltaBase:
+    """What the pipeline knows about the project's current state when it starts."""
+
+    current_sync_id: int | None
+    current_tree_sha: str | None
+    current_tree_stored: bool
+    full_requested: bool = False
+
+
+def delta_blocker(base: DeltaBase) -> str | None:
+    """The reason a delta sync is not possible, or None when it is."""
+    if base.full_requested:
+        return "a full sync was requested"
+    if base.current_sync_id is None:
+        return "the project has no successful sync yet"
+    if base.current_tree_sha is None:
+        return f"sync {base.current_sync_id} recorded no tree SHA"
+    if not base.current_tree_stored:
+        return f"tree {base.current_tree_sha} of sync {base.current_sync_id} is not stored"
+    return None
+
+
+class FetchStrategy(StrEnum):
+    """How the content of the needed blobs is fetched."""
+
+    NOTHING = "nothing"
+    BLOBS = "blobs"  # one git/blobs call per blob, several at a time
+    TARBALL = "tarball"  # one archive download of the whole commit
+
+
+@dataclass(frozen=True)
+class FetchCosts:
+    """Measured costs (seconds) that decide between blob calls and one tarball."""
+
+    blob_call_seconds: float
+    concurrency: int
+    tarball_fixed_seconds: float
+    tarball_seconds_per_file: float
+
+
+def choose_fetch(needed: int, total_files: int, costs: FetchCosts) -> FetchStrategy:
+    """Blob calls cost ``needed / concurrency`` round trips; a tarball costs the whole tree.
+
+    A tarball also costs one API call instead of ``needed``, so on a tie it wins.
+    """
+    if needed == 0:
+        return FetchStrategy.NOTHING
+    blobs = needed / costs.concurrency * costs.blob_call_seconds
+    tarball = costs.tarball_fixed_seconds + total_files * costs.tarball_seconds_per_file
+    return FetchStrategy.TARBALL if tarball <= blobs else FetchStrategy.BLOBS
+
+
+class ContentKind(StrEnum):
+    TEXT = "text"
+    BINARY = "binary"  # a NUL byte or not valid UTF-8
+    OVERSIZED = "oversized"  # larger than SYNC_MAX_BLOB_BYTES
+
+
+def classify_content(data: bytes, *, max_bytes: int) -> tuple[ContentKind, str | None]:
+    """Decide whether a blob's content is stored, and decode it when it is."""
+    if len(data) > max_bytes:
+        return ContentKind.OVERSIZED, None
+    if b"\0" in data:
+        return ContentKind.BINARY, None
+    try:
+        return ContentKind.TEXT, data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ContentKind.BINARY, None
+
+
+def tar_member_path(name: str) -> str | None:
+    """The repository path of an archive member: GitHub prefixes ``owner-repo-sha/``."""
+    _top, sep, rest = name.partition("/")
+    return rest.rstrip("/") if sep and rest.strip("/") else None
+
+
+def tar_member_mode(*, is_symlink: bool, permissions: int) -> str:
+    """The git mode git-archive wrote a member from (it writes 0755 for executables)."""
+    if is_symlink:
+        return MODE_SYMLINK
+    return MODE_EXECUTABLE if permissions & 0o111 else MODE_FILE
