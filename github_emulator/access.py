@@ -1,0 +1,69 @@
+"""Who may see what: the rules GitHub applies before it answers a request.
+
+GitHub hides repositories a caller cannot see behind 404 (never 403), so a probe
+cannot learn that a private repository exists; the helpers here do the same.
+"""
+
+from __future__ import annotations
+
+from .auth import Caller, CallerKind
+from .dispatch import Context
+from .errors import ForbiddenError, NotFoundError, UnauthorizedError
+from .state import GitHubApp, Installation, RepositoryRecord
+
+
+def require_app(ctx: Context) -> GitHubApp:
+    """The App behind a JWT; other credentials cannot use ``/app`` endpoints."""
+    if ctx.caller.kind is CallerKind.APP and ctx.caller.app is not None:
+        return ctx.caller.app
+    if ctx.caller.kind is CallerKind.ANONYMOUS:
+        raise UnauthorizedError("Requires authentication")
+    raise ForbiddenError("A JSON web token is required to access this endpoint.")
+
+
+def require_installation(ctx: Context) -> Installation:
+    if ctx.caller.kind is CallerKind.INSTALLATION and ctx.caller.installation is not None:
+        return ctx.caller.installation
+    if ctx.caller.kind is CallerKind.ANONYMOUS:
+        raise UnauthorizedError("Requires authentication")
+    raise ForbiddenError("This endpoint requires an installation access token.")
+
+
+def require_user(ctx: Context) -> str:
+    if ctx.caller.kind is CallerKind.USER and ctx.caller.login:
+        return ctx.caller.login
+    if ctx.caller.kind is CallerKind.ANONYMOUS:
+        raise UnauthorizedError("Requires authentication")
+    raise ForbiddenError("Resource not accessible by integration")
+
+
+def installation_repositories(ctx: Context, caller: Caller) -> list[RepositoryRecord]:
+    """Repositories an installation token may read, narrowed if the token was."""
+    assert caller.installation is not None
+    visible = ctx.emulator.state.installation_repositories(caller.installation)
+    if caller.token is not None and caller.token.repository_ids is not None:
+        visible = [r for r in visible if r.id in caller.token.repository_ids]
+    return visible
+
+
+def can_see(ctx: Context, repo: RepositoryRecord) -> bool:
+    caller = ctx.caller
+    state = ctx.emulator.state
+    if caller.kind is CallerKind.INSTALLATION:
+        return repo in installation_repositories(ctx, caller)
+    if caller.kind is CallerKind.USER and caller.login:
+        return not repo.private or any(
+            repo in state.installation_repositories(i)
+            for i in state.installations_for_user(caller.login))
+    return not repo.private
+
+
+def visible_repository(ctx: Context, owner: str, name: str) -> RepositoryRecord:
+    """The repository, or 404 when it is missing or hidden from this caller."""
+    if ctx.caller.kind is CallerKind.APP:
+        raise ForbiddenError("A JWT cannot read repository contents; use an "
+                             "installation access token.")
+    repo = ctx.emulator.state.find_repository(owner, name)
+    if repo is None or not can_see(ctx, repo):
+        raise NotFoundError()
+    return repo

@@ -1,0 +1,122 @@
+"""Who is calling: App JWTs, installation tokens, OAuth user tokens, or nobody.
+
+GitHub's rules are copied because the app's token cache depends on them: a JWT must
+be RS256-signed by the App's key with ``iat`` not in the future and ``exp`` at most
+ten minutes ahead; tokens expire and then answer 401 like unknown ones.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+import jwt
+
+from . import defaults
+from .errors import UnauthorizedError
+from .state import AccessToken, EmulatorState, GitHubApp, Installation
+
+
+class CallerKind(StrEnum):
+    APP = "app"
+    INSTALLATION = "installation"
+    USER = "user"
+    ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated identity of one request."""
+
+    kind: CallerKind
+    app: GitHubApp | None = None
+    installation: Installation | None = None
+    token: AccessToken | None = None
+    login: str | None = None
+    address: str = ""
+
+    @property
+    def rate_key(self) -> str:
+        """The budget this caller spends; GitHub keeps one per installation/App/user."""
+        if self.kind is CallerKind.INSTALLATION and self.installation:
+            return f"installation:{self.installation.id}"
+        if self.kind is CallerKind.APP and self.app:
+            return f"app:{self.app.id}"
+        if self.kind is CallerKind.USER:
+            return f"user:{self.login}"
+        return f"address:{self.address}"
+
+    @property
+    def authenticated(self) -> bool:
+        return self.kind is not CallerKind.ANONYMOUS
+
+
+def verify_app_jwt(state: EmulatorState, token: str) -> GitHubApp:
+    """The App that signed ``token``; 401 with GitHub's wording when it is not valid."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as error:
+        raise UnauthorizedError("A JSON web token could not be decoded") from error
+    issuer = str(claims.get("iss", ""))
+    app = state.find_app(issuer)
+    if app is None:
+        raise UnauthorizedError(f"Integration not found for issuer {issuer!r}")
+    try:
+        jwt.decode(token, app.public_key_pem, algorithms=["RS256"],
+                   options={"verify_exp": False, "verify_iat": False,
+                            "require": ["iat", "exp", "iss"]})
+    except jwt.PyJWTError as error:
+        raise UnauthorizedError("A JSON web token could not be decoded") from error
+    now = time.time()
+    iat, exp = float(claims["iat"]), float(claims["exp"])
+    if iat > now + defaults.JWT_CLOCK_SKEW_SECONDS:
+        raise UnauthorizedError("'Issued at' claim ('iat') must be an Integer "
+                                "representing a time in the past.")
+    if exp <= now:
+        raise UnauthorizedError("'Expiration time' claim ('exp') must be a numeric value "
+                                "representing the future time at which the assertion "
+                                "expires.")
+    if exp > now + defaults.JWT_MAX_LIFETIME_SECONDS + defaults.JWT_CLOCK_SKEW_SECONDS:
+        raise UnauthorizedError("'Expiration time' claim ('exp') is too far in the future")
+    return app
+
+
+def issue_token(state: EmulatorState, *, ttl: int, prefix: str,
+                installation_id: int | None = None, user_login: str | None = None,
+                repository_ids: set[int] | None = None) -> AccessToken:
+    """Mint a token (``ghs_`` installation, ``gho_`` user) valid for ``ttl`` seconds."""
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl)
+    token = AccessToken(f"{prefix}{secrets.token_urlsafe(27)[:36]}", expires,
+                        installation_id=installation_id, user_login=user_login,
+                        repository_ids=repository_ids)
+    with state.lock:
+        state.tokens[token.token] = token
+    return token
+
+
+def identify(state: EmulatorState, authorization: str | None, address: str) -> Caller:
+    """Resolve the ``Authorization`` header. A JWT is recognised by its two dots; any
+    other bearer or ``token`` credential must be a live token the emulator issued."""
+    if not authorization:
+        return Caller(CallerKind.ANONYMOUS, address=address)
+    scheme, _, credential = authorization.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() not in ("bearer", "token") or not credential:
+        raise UnauthorizedError("Bad credentials")
+    if credential.count(".") == 2:
+        return Caller(CallerKind.APP, app=verify_app_jwt(state, credential), address=address)
+    with state.lock:
+        token = state.tokens.get(credential)
+    if token is None or token.expires_at <= datetime.now(UTC):
+        raise UnauthorizedError("Bad credentials")
+    if token.installation_id is not None:
+        with state.lock:
+            installation = state.installations.get(token.installation_id)
+        if installation is None:
+            raise UnauthorizedError("Bad credentials")
+        return Caller(CallerKind.INSTALLATION, installation=installation, token=token,
+                      app=state.apps.get(installation.app_id), address=address)
+    return Caller(CallerKind.USER, token=token, login=token.user_login, address=address)

@@ -1,0 +1,239 @@
+"""The emulator's memory: accounts, Apps, repositories, installations and tokens.
+
+Everything GitHub would keep in its database lives here, in plain dataclasses behind
+one re-entrant lock, because the HTTP server answers on many threads at once. The
+git objects themselves stay on disk (see :mod:`github_emulator.gitstore`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .errors import UnknownInstallationError, UnknownRepositoryError
+
+DEFAULT_PERMISSIONS = {"contents": "read", "metadata": "read"}
+"""What a new App asks for unless told otherwise; enough for Project Sync."""
+
+DEFAULT_EVENTS = ["push", "repository"]
+"""Events a new App subscribes to unless told otherwise."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass
+class Account:
+    """A user or organisation: owner of repositories, target of installations."""
+
+    login: str
+    id: int
+    type: str = "User"  # "User" or "Organization"
+    name: str | None = None
+    email: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class GitHubApp:
+    """A registered GitHub App with the credentials GitHub would hand its owner."""
+
+    id: int
+    slug: str
+    name: str
+    owner: Account
+    client_id: str
+    client_secret: str
+    webhook_secret: str
+    private_key_pem: str
+    webhook_url: str | None = None
+    hook_id: int = 0
+    permissions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PERMISSIONS))
+    events: list[str] = field(default_factory=lambda: list(DEFAULT_EVENTS))
+    description: str | None = None
+    external_url: str = ""
+    redirect_url: str | None = None
+    setup_url: str | None = None
+    callback_urls: list[str] = field(default_factory=list)
+    created_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def public_key_pem(self) -> bytes:
+        key = serialization.load_pem_private_key(self.private_key_pem.encode(), None)
+        return key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass
+class RepositoryRecord:
+    """A repository: its stable id survives renames and transfers, as on GitHub."""
+
+    id: int
+    owner: Account
+    name: str
+    private: bool = False
+    default_branch: str = "main"
+    description: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    pushed_at: datetime | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.login}/{self.name}"
+
+
+@dataclass
+class Installation:
+    """An App installed on an account, seeing all or selected repositories."""
+
+    id: int
+    app_id: int
+    account: Account
+    repository_ids: set[int]
+    repository_selection: str = "selected"  # "all" or "selected"
+    permissions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PERMISSIONS))
+    events: list[str] = field(default_factory=lambda: list(DEFAULT_EVENTS))
+    members: set[str] = field(default_factory=set)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    suspended_at: datetime | None = None
+    suspended_by: Account | None = None
+
+
+@dataclass
+class AccessToken:
+    """An installation token (``ghs_``) or a user token from OAuth (``gho_``)."""
+
+    token: str
+    expires_at: datetime
+    installation_id: int | None = None
+    user_login: str | None = None
+    repository_ids: set[int] | None = None  # narrowed at creation, None = all visible
+
+
+def generate_private_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()).decode()
+
+
+class EmulatorState:
+    """Registries of everything above, with GitHub-like increasing ids."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.lock = threading.RLock()
+        self.accounts: dict[str, Account] = {}
+        self.apps: dict[int, GitHubApp] = {}
+        self.repositories: dict[int, RepositoryRecord] = {}
+        self.installations: dict[int, Installation] = {}
+        self.tokens: dict[str, AccessToken] = {}
+        self.oauth_codes: dict[str, tuple[str, int]] = {}  # code -> (login, app id)
+        self.manifest_codes: dict[str, dict] = {}  # code -> manifest
+        self.archive_links: dict[str, tuple[int, str, datetime]] = {}
+        self._next_id = {"account": 1000, "app": 100, "repository": 5000,
+                         "installation": 20000, "hook": 400000}
+
+    def next_id(self, kind: str) -> int:
+        with self.lock:
+            self._next_id[kind] += 1
+            return self._next_id[kind]
+
+    def account(self, login: str, *, type: str | None = None) -> Account:
+        """The account named ``login``, created on first mention."""
+        with self.lock:
+            existing = self.accounts.get(login.lower())
+            if existing is None:
+                existing = Account(login, self.next_id("account"), type or "User")
+                self.accounts[login.lower()] = existing
+            elif type is not None:
+                existing.type = type
+            return existing
+
+    def create_app(self, *, name: str, owner: str, webhook_url: str | None = None,
+                   private_key_pem: str | None = None, app_id: int | None = None,
+                   webhook_secret: str | None = None, client_id: str | None = None,
+                   client_secret: str | None = None) -> GitHubApp:
+        with self.lock:
+            new_id = app_id if app_id is not None else self.next_id("app")
+            slug = "-".join(name.lower().split())
+            app = GitHubApp(
+                id=new_id, slug=slug, name=name, owner=self.account(owner),
+                client_id=client_id or f"Iv1.{secrets.token_hex(8)}",
+                client_secret=client_secret or secrets.token_hex(20),
+                webhook_secret=webhook_secret or secrets.token_hex(20),
+                private_key_pem=private_key_pem or generate_private_key_pem(),
+                webhook_url=webhook_url, hook_id=self.next_id("hook"),
+            )
+            self.apps[app.id] = app
+            return app
+
+    def find_app(self, issuer: str) -> GitHubApp | None:
+        """App by numeric id or client id; GitHub accepts either as JWT ``iss``."""
+        with self.lock:
+            for app in self.apps.values():
+                if issuer in (str(app.id), app.client_id):
+                    return app
+            return None
+
+    def repository_path(self, repository: RepositoryRecord) -> Path:
+        return self.data_dir / repository.owner.login / f"{repository.name}.git"
+
+    def find_repository(self, owner: str, name: str) -> RepositoryRecord | None:
+        with self.lock:
+            for repository in self.repositories.values():
+                if (repository.owner.login.lower() == owner.lower()
+                        and repository.name.lower() == name.lower()):
+                    return repository
+            return None
+
+    def repository(self, full_name_or_id: str | int) -> RepositoryRecord:
+        """Repository by id or ``owner/name``; raise for an unknown one."""
+        with self.lock:
+            if isinstance(full_name_or_id, int):
+                found = self.repositories.get(full_name_or_id)
+            else:
+                owner, _, name = full_name_or_id.partition("/")
+                found = self.find_repository(owner, name)
+            if found is None:
+                raise UnknownRepositoryError(full_name_or_id)
+            return found
+
+    def installation(self, installation_id: int) -> Installation:
+        with self.lock:
+            found = self.installations.get(installation_id)
+            if found is None:
+                raise UnknownInstallationError(installation_id)
+            return found
+
+    def installation_repositories(self, installation: Installation) -> list[RepositoryRecord]:
+        """Repositories an installation sees, in id order as GitHub lists them."""
+        with self.lock:
+            if installation.repository_selection == "all":
+                return sorted((r for r in self.repositories.values()
+                               if r.owner.id == installation.account.id),
+                              key=lambda r: r.id)
+            return sorted((self.repositories[i] for i in installation.repository_ids
+                           if i in self.repositories), key=lambda r: r.id)
+
+    def installations_for(self, repository: RepositoryRecord) -> list[Installation]:
+        with self.lock:
+            return [i for i in self.installations.values()
+                    if repository in self.installation_repositories(i)]
+
+    def installations_for_user(self, login: str) -> list[Installation]:
+        """Installations a signed-in person can reach: own account or membership."""
+        with self.lock:
+            return sorted((i for i in self.installations.values()
+                           if i.account.login.lower() == login.lower()
+                           or login.lower() in {m.lower() for m in i.members}),
+                          key=lambda i: i.id)
