@@ -58,6 +58,20 @@ class Emulator:
             client_id=client_id, client_secret=client_secret)
         self.signed_in_user = app_owner
         """Login that ``/login/oauth/authorize`` signs in unless ``?login=`` names one."""
+        self._adopt_existing_repositories()
+
+    def _adopt_existing_repositories(self) -> None:
+        """Register ``<owner>/<name>.git`` folders left by an earlier run, so a
+        restarted emulator serves them again (ids are reassigned in name order)."""
+        for git_dir in sorted(self.data_dir.glob("*/*.git")):
+            owner, name = git_dir.parent.name, git_dir.name.removesuffix(".git")
+            with self.state.lock:
+                record = RepositoryRecord(self.state.next_id("repository"),
+                                          self.state.account(owner), name)
+                head = GitStore(git_dir).git("symbolic-ref", "--short", "HEAD")
+                record.default_branch = head.decode().strip() or "main"
+                self.state.repositories[record.id] = record
+            install_post_receive(git_dir)
 
     # -- the primary App's credentials, flattened for convenience -------------------
 

@@ -63,7 +63,8 @@ class EmulatorServer(Emulator):
 
     def serve_forever(self) -> None:
         """Block serving requests (the ``python -m github_emulator`` path)."""
-        self.start()
+        if self._server is None:
+            self.start()
         assert self._thread is not None
         try:
             self._thread.join()
