@@ -59,3 +59,70 @@ SYNC_LOCK_RENEW_SECONDS = 15
 SYNC_POSTPONE_SECONDS = (1, 2, 4, 8, 15)
 """Delays before a sync job retries the running lock held by another sync; the last
 value repeats until the running sync ends."""
+
+FETCH_CONCURRENCY = 8
+"""GitHub API calls in flight at once for one sync: enough to hide ~100 ms of latency,
+few enough to stay clear of GitHub's secondary (concurrency) rate limit."""
+
+HTTP_TIMEOUT_SECONDS = 30.0
+"""Longest one GitHub API call may take before it counts as a transient failure."""
+
+TARBALL_TIMEOUT_SECONDS = 300.0
+"""Read timeout of the tarball download, which streams a whole repository."""
+
+TRANSIENT_RETRIES = 5
+"""Attempts per API call on 5xx, timeouts and connection resets before the job fails
+(and RQ retries it later)."""
+
+RETRY_BACKOFF_SECONDS = 0.25
+"""First backoff after a transient failure; doubles on each further attempt."""
+
+RATE_LIMIT_MAX_WAIT_SECONDS = 90.0
+"""A sync sleeps through a rate-limit reset up to this long; beyond it the job is
+rescheduled instead (it never fails because of a rate limit)."""
+
+TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
+"""Installation tokens are renewed this long before GitHub's expiry, so a long sync
+never starts a call with a token about to die."""
+
+RECURSIVE_TREE_AFTER_CALLS = 16
+"""An incremental walk that would fetch more tree objects than this asks for the
+recursive tree instead (one call), when GitHub returns it whole."""
+
+TREE_LOOKUP_BATCH = 500
+"""Tree SHAs looked up in the database per query while walking."""
+
+DB_BATCH_ROWS = 2000
+"""Rows per executemany/IN batch: large enough for throughput, small enough for
+SQLite's variable limit and bounded memory."""
+
+BLOB_FLUSH_BYTES = 8 * 1024 * 1024
+"""Fetched blob content is written to the database whenever this much is buffered, so
+a first sync never holds the repository in memory."""
+
+PROGRESS_MIN_INTERVAL_SECONDS = 0.25
+"""Progress events within one phase are sent at most this often (SSE readers gain
+nothing from more)."""
+
+SYNC_EVENTS_MAXLEN = 2000
+"""Approximate cap on the length of one sync's event stream."""
+
+SYNC_EVENTS_TTL_SECONDS = 7 * 24 * 60 * 60
+"""How long a sync's events stay readable after the last one was written."""
+
+APPLY_RACE_RETRIES = 3
+"""A sync that loses the compare-and-set on the current-sync pointer recomputes its
+delta against the new state this many times before giving up (and being retried)."""
+
+# Measured with bench/sync.py (see bench/README or the closing note of the sync engine):
+# one blob call ~ latency + 3 ms; a tarball ~ 0.25 s fixed plus ~ 40 µs per file
+# (download, hashing, buffering). The tarball wins once the needed blobs exceed
+# roughly (fixed + files * per_file) * concurrency / blob_call.
+TARBALL_FIXED_SECONDS = 0.3
+"""Fixed cost of a tarball download: two round trips (redirect) plus setup."""
+
+TARBALL_SECONDS_PER_FILE = 0.00004
+"""Marginal cost of one file in a streamed tarball (transfer, gunzip, hashing)."""
+
+BLOB_CALL_SECONDS = 0.1
+"""Cost of one git/blobs call, dominated by GitHub's ~100 ms latency."""

@@ -57,3 +57,50 @@ class SyncReservationBusyError(ProjectSyncError):
 
 class DeliveryNotFoundError(ProjectSyncError):
     """A processing job names a delivery that is not stored (wrong database?)."""
+
+
+class SyncError(ProjectSyncError):
+    """A sync could not finish. Retryable unless it is a :class:`PermanentSyncError`."""
+
+
+class PermanentSyncError(SyncError):
+    """Retrying will not help until something changes on GitHub or in the settings.
+
+    The message is written for people: it is stored on the ProjectSync row as is.
+    """
+
+
+class EmptyRepositoryError(PermanentSyncError):
+    """The repository has no commits yet, so there is nothing to sync."""
+
+
+class BranchNotFoundError(PermanentSyncError):
+    """The tracked branch does not exist (deleted, or never pushed)."""
+
+
+class RepositoryNotFoundError(PermanentSyncError):
+    """The repository was deleted, or the installation can no longer see it."""
+
+
+class AppNotConfiguredError(PermanentSyncError):
+    """APP_ID or PRIVATE_KEY is missing, so the App cannot authenticate to GitHub."""
+
+
+class GitHubUnavailableError(SyncError):
+    """GitHub kept failing (5xx, timeouts, resets) after every retry; retry the job later."""
+
+
+class RateLimitedError(SyncError):
+    """GitHub's rate limit is exhausted for longer than a job should wait; retry later."""
+
+    def __init__(self, message: str, *, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class LostRaceError(SyncError):
+    """Another sync moved the project's current-sync pointer first; recompute and retry."""
+
+
+class SyncDataError(SyncError):
+    """What GitHub sent does not agree with itself (e.g. a blob whose SHA does not match)."""

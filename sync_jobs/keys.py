@@ -68,3 +68,13 @@ def sweeper_job_id() -> str:
 JOB_ID_SAFE = r"[A-Za-z0-9_-]{1,64}"
 """What a delivery id must look like to become part of an RQ job id (RQ accepts only
 letters, digits, ``_`` and ``-``; GitHub's GUIDs are UUIDs)."""
+
+
+def sync_events_key(sync_id: int) -> str:
+    """Redis Stream of one sync's progress events (phase, done, total, message)."""
+    return f"{KEY_PREFIX}:sync-events:{sync_id}"
+
+
+def installation_token_key(installation_github_id: int) -> str:
+    """An installation access token, shared by every worker until shortly before it expires."""
+    return f"{KEY_PREFIX}:installation-token:{installation_github_id}"

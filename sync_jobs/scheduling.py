@@ -10,4 +10,210 @@ them). See DESIGN.md, "Queueing".
 - The job, when it starts, claims the project's running lock, then marks the project as
   no longer queued, then reads the branch head. A request arriving while it runs
   therefore queues exactly one follow-up. N requests in a burst cost at most two syncs.
+
+How it is kept in Redis (keys from :mod:`sync_jobs.keys`):
+
+- ``sync_pending_key(project)`` holds the id of the project's queued sync. It is
+  written in the same MULTI/EXEC as the sync's job, so the marker and the job appear
+  together. While a request creates the row it holds a short reservation
+  (``reserving:<token>``, :data:`~sync_jobs.defaults.SYNC_RESERVATION_TTL_MS`);
+  concurrent requests wait for it to become a sync id.
+- The marker is trusted only while it is provably live: the row is still ``queued``
+  and its current RQ job (``ProjectSync.rq_job_id``) is queued, scheduled or deferred,
+  or started less than :data:`~sync_jobs.defaults.SYNC_STARTED_GRACE_SECONDS` ago.
+  A job that is gone (Redis lost it, TTL expired), finished, failed, stopped or
+  started long ago by a dead worker makes the marker stale; it is deleted (only if it
+  still names that sync) and a new sync is created. No RQ TTL or registry maintenance
+  is relied upon, and every run attempt has its own job id, so RQ's silent overwrite
+  of an existing job id never comes into play.
 """
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from redis import Redis
+from redis.exceptions import RedisError, WatchError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from models import ProjectSync, SyncStatus, SyncTrigger, db
+from sync_jobs import defaults
+from sync_jobs.errors import SyncReservationBusyError
+from sync_jobs.keys import SYNCS_QUEUE, sync_job_id, sync_pending_key
+from sync_jobs.redis_client import redis_connection
+
+RUN_SYNC = "sync_jobs.sync_job.run_sync"
+"""The job function, by name, so this module does not import the sync engine."""
+
+RESERVATION_PREFIX = "reserving:"
+
+_LIVE_STATES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
+
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def delete_if_equal(redis: Redis, key: str, value: str) -> bool:
+    """Delete ``key`` only if it still holds ``value`` (never someone else's newer value)."""
+    return bool(redis.eval(_DELETE_IF_EQUAL, 1, key, value))
+
+
+def syncs_queue(redis: Redis) -> Queue:
+    return Queue(SYNCS_QUEUE, connection=redis, default_timeout=defaults.JOB_TIMEOUT_SECONDS)
+
+
+def enqueue_run(
+    queue: Queue, *, sync_id: int, attempt: int, delay_seconds: float = 0, pipeline: object = None
+) -> Job:
+    """Enqueue one run attempt of a sync under that attempt's own job id."""
+    options = {
+        "job_id": sync_job_id(sync_id, attempt=attempt),
+        "result_ttl": defaults.RESULT_TTL_SECONDS,
+        "failure_ttl": defaults.FAILURE_TTL_SECONDS,
+        "timeout": defaults.JOB_TIMEOUT_SECONDS,
+    }
+    kwargs = {"attempt": attempt} if attempt else {}
+    if delay_seconds:
+        return queue.enqueue_in(
+            timedelta(seconds=delay_seconds), RUN_SYNC, sync_id, **kwargs, **options
+        )
+    return queue.enqueue_call(
+        RUN_SYNC, args=(sync_id,), kwargs=kwargs, pipeline=pipeline, **options  # type: ignore[arg-type]
+    )
+
+
+def job_is_live(
+    redis: Redis,
+    job_id: str | None,
+    *,
+    started_grace_seconds: float = defaults.SYNC_STARTED_GRACE_SECONDS,
+) -> bool:
+    """Whether an RQ job will still run, or is running and started recently enough that
+    its worker cannot be presumed dead (RQ itself notices a dead worker's job only at
+    its next registry maintenance)."""
+    if job_id is None:
+        return False
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status in _LIVE_STATES:
+        return True
+    if status == JobStatus.STARTED and job.started_at is not None:
+        started = job.started_at
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        age = (datetime.now(UTC) - started).total_seconds()
+        return age < started_grace_seconds
+    return False
+
+
+def queued_sync_if_live(redis: Redis, sync_id: int) -> ProjectSync | None:
+    """The queued sync a pending marker names, or ``None`` if the marker is stale.
+
+    The row is read twice if needed: a postponed run moves ``rq_job_id`` to its next
+    attempt just before its current job finishes, and a read between the two must not
+    mistake the finished job for a lost one.
+    """
+    for _ in range(2):
+        sync = db.session.get(ProjectSync, sync_id, populate_existing=True)
+        if sync is None or sync.status != SyncStatus.QUEUED:
+            return None
+        job_id = sync.rq_job_id
+        if job_is_live(redis, job_id):
+            return sync
+        db.session.rollback()  # next read in a fresh transaction
+        again = db.session.get(ProjectSync, sync_id, populate_existing=True)
+        if again is None or again.rq_job_id == job_id:
+            return None
+    return None
+
+
+def request_sync(
+    project_id: int, *, trigger: SyncTrigger, delivery_id: str | None = None
+) -> ProjectSync:
+    """Ask for a sync of a project; return the queued sync that will serve the request.
+
+    Returns the project's already-queued sync if there is a live one (nothing is
+    enqueued); otherwise commits a new queued ProjectSync and enqueues its job. Raises
+    ``SyncReservationBusyError`` if another request's reservation does not resolve in
+    time, and ``redis.exceptions.RedisError`` (after marking the new row failed) if
+    Redis is unreachable; both make the calling delivery job retry.
+    """
+    redis = redis_connection()
+    key = sync_pending_key(project_id)
+    deadline = time.monotonic() + defaults.SYNC_RESERVATION_WAIT_SECONDS
+    while True:
+        raw: bytes | None = redis.get(key)  # type: ignore[assignment]
+        if raw is None:
+            token = f"{RESERVATION_PREFIX}{uuid.uuid4().hex}"
+            if redis.set(key, token, nx=True, px=defaults.SYNC_RESERVATION_TTL_MS):
+                return _create(redis, project_id, token, trigger=trigger, delivery_id=delivery_id)
+            continue
+        marker = raw.decode()
+        if marker.startswith(RESERVATION_PREFIX):
+            if time.monotonic() > deadline:
+                raise SyncReservationBusyError(
+                    f"project {project_id}: another request is still creating its sync"
+                )
+            time.sleep(0.01)
+            continue
+        sync = queued_sync_if_live(redis, int(marker))
+        if sync is not None:
+            return sync
+        delete_if_equal(redis, key, marker)
+
+
+def _create(
+    redis: Redis, project_id: int, token: str, *, trigger: SyncTrigger, delivery_id: str | None
+) -> ProjectSync:
+    """Commit a queued sync, then publish the marker and enqueue its job atomically."""
+    key = sync_pending_key(project_id)
+    try:
+        sync = ProjectSync(
+            project_id=project_id,
+            trigger=trigger,
+            delivery_id=delivery_id,
+            status=SyncStatus.QUEUED,
+        )
+        db.session.add(sync)
+        db.session.flush()
+        sync.rq_job_id = sync_job_id(sync.id, attempt=0)
+        # Committed before the job exists, so the job always finds its row.
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        delete_if_equal(redis, key, token)
+        raise
+    queue = syncs_queue(redis)
+    try:
+        with redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.get(key) == token.encode():
+                    pipe.multi()
+                    pipe.set(key, str(sync.id), ex=defaults.SYNC_PENDING_TTL_SECONDS)
+                else:
+                    # Our reservation expired and someone else took the marker: still
+                    # run this sync (harmless extra work), just do not claim the marker.
+                    pipe.multi()
+                enqueue_run(queue, sync_id=sync.id, attempt=0, pipeline=pipe)
+                pipe.execute()
+            except WatchError:
+                enqueue_run(queue, sync_id=sync.id, attempt=0)
+    except RedisError as exc:
+        sync.status = SyncStatus.FAILED
+        sync.finished_at = datetime.now(UTC)
+        sync.error = f"Could not queue the sync: Redis is unreachable ({exc}). Request it again."
+        db.session.commit()
+        raise
+    return sync

@@ -38,4 +38,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from webhook_app import health
 
     app.register_blueprint(health.bp)
+
+    from sync_jobs import sweeper
+    from webhook_app import webhooks
+
+    app.register_blueprint(webhooks.bp)
+    app.cli.add_command(sweeper.cli)
     return app

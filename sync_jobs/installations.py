@@ -1,0 +1,403 @@
+"""What each handled delivery does to the database: installations, repositories, pushes.
+
+Every handler reads the plain JSON fields it needs (never githubkit's typed models, so
+a field or enum value GitHub added yesterday cannot make a delivery fail), writes rows
+keyed by GitHub's ids, and is idempotent: running a delivery twice leaves the same
+rows. A sync is requested only when something becomes tracked (a new project, a
+project resumed) or a tracked branch moves; :func:`sync_jobs.scheduling.request_sync`
+coalesces the rest.
+
+Handlers return an :class:`Outcome`; the delivery job stores it on the delivery, so
+"why did nothing happen" is answered by the delivery row itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from models import (
+    DeliveryStatus,
+    Installation,
+    Project,
+    ProjectSync,
+    Repository,
+    SyncTrigger,
+    db,
+)
+from sync_jobs.scheduling import request_sync
+
+Payload = Mapping[str, Any]
+
+ZERO_SHA = "0" * 40
+"""The ``before``/``after`` of a push that created or deleted a ref."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a delivery's processing ended, in words a person reads on the delivery row."""
+
+    status: DeliveryStatus
+    reason: str
+
+
+def processed(reason: str) -> Outcome:
+    return Outcome(DeliveryStatus.PROCESSED, reason)
+
+
+def ignored(reason: str) -> Outcome:
+    return Outcome(DeliveryStatus.IGNORED, reason)
+
+
+def _connector_default_branch(*, installation_github_id: int, full_name: str) -> str:
+    """Ask GitHub for a repository's default branch (installation events do not carry it).
+
+    Uses the connector's ``default_branch()``; until the connector has it, this raises
+    and the delivery job is retried, which is louder than guessing ``main``.
+    """
+    from sync_jobs.connector import GitHubConnector
+    from sync_jobs.redis_client import redis_connection
+
+    config = current_app.config
+    with GitHubConnector(
+        base_url=config["GITHUB_API_URL"],
+        app_id=config["APP_ID"],
+        private_key=config["PRIVATE_KEY"],
+        redis=redis_connection(),
+        installation_id=installation_github_id,
+        full_name=full_name,
+    ) as github:
+        lookup: Callable[[], str] | None = getattr(github, "default_branch", None)
+        if lookup is None:
+            raise NotImplementedError("GitHubConnector.default_branch() is not available")
+        return lookup()
+
+
+default_branch_lookup: Callable[..., str] = _connector_default_branch
+"""How a repository's default branch is found when a payload lists the repository
+without it (``installation`` and ``installation_repositories`` do). Called with
+keyword-only ``installation_github_id`` and ``full_name``. Production asks GitHub
+through the connector; tests may replace it with a canned answer."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+# --- Rows ------------------------------------------------------------------------------
+
+
+def _installation(payload: Payload) -> Installation:
+    """The payload's installation row, created if new, refreshed from what the payload says."""
+    data = payload["installation"]
+    row = db.session.scalar(select(Installation).filter_by(github_id=data["id"]))
+    if row is None:
+        account = data.get("account") or {}
+        row = Installation(
+            github_id=data["id"],
+            account_login=account.get("login") or "unknown",
+            permissions={},
+        )
+        db.session.add(row)
+    account = data.get("account")
+    if isinstance(account, Mapping):
+        row.account_login = account.get("login", row.account_login)
+        row.account_id = account.get("id", row.account_id)
+        row.account_type = account.get("type", row.account_type)
+    if isinstance(data.get("permissions"), Mapping):
+        row.permissions = dict(data["permissions"])
+    if "suspended_at" in data:
+        row.suspended_at = _timestamp(data["suspended_at"])
+    return row
+
+
+def _repository(summary: Payload, installation: Installation | None) -> Repository:
+    """Upsert a repository by GitHub id, so a rename or transfer keeps its history."""
+    row = db.session.scalar(select(Repository).filter_by(github_id=summary["id"]))
+    if row is None:
+        row = Repository(github_id=summary["id"], full_name=summary["full_name"])
+        db.session.add(row)
+    row.full_name = summary.get("full_name", row.full_name)
+    row.private = bool(summary.get("private", row.private))
+    if isinstance(summary.get("default_branch"), str):
+        row.default_branch = summary["default_branch"]
+    if installation is not None:
+        row.installation = installation
+    return row
+
+
+def _projects(repository: Repository) -> list[Project]:
+    return list(db.session.scalars(select(Project).filter_by(repository_id=repository.id)))
+
+
+def _track(repository: Repository) -> Project | None:
+    """Track the repository's default branch; return the project if it needs a sync.
+
+    A project needs a sync when it is new, or when it was stopped and is resumed; a
+    project already tracked is left alone, which keeps a rerun from queueing again.
+    """
+    repository.removed_at = None
+    db.session.flush()
+    project = db.session.scalar(
+        select(Project).filter_by(repository_id=repository.id, branch=repository.default_branch)
+    )
+    if project is None:
+        project = Project(repository=repository, branch=repository.default_branch)
+        db.session.add(project)
+        db.session.flush()
+        return project
+    if project.stopped_reason is not None:
+        project.stopped_reason = None
+        return project
+    return None
+
+
+def _stop(projects: Iterable[Project], reason: str) -> int:
+    count = 0
+    for project in projects:
+        if project.stopped_reason is None:
+            project.stopped_reason = reason
+            count += 1
+    return count
+
+
+def _purge(repository_ids: list[int]) -> None:
+    """Delete repositories with everything stored for them.
+
+    The lineage links (``previous_sync_id``, ``restored_from_sync_id``) restrict
+    deletes, so they are cut first; everything else cascades from the repository.
+    """
+    if not repository_ids:
+        return
+    project_ids = select(Project.id).where(Project.repository_id.in_(repository_ids))
+    db.session.execute(
+        update(Project).where(Project.id.in_(project_ids)).values(current_sync_id=None)
+    )
+    db.session.execute(
+        update(ProjectSync)
+        .where(ProjectSync.project_id.in_(project_ids))
+        .values(previous_sync_id=None, restored_from_sync_id=None)
+    )
+    db.session.execute(delete(Repository).where(Repository.id.in_(repository_ids)))
+
+
+def _remove(repositories: list[Repository], reason: str) -> str:
+    """Stop tracking repositories: keep their data readable, or purge it (the setting)."""
+    if current_app.config["PURGE_ON_UNINSTALL"]:
+        _purge([repository.id for repository in repositories])
+        return f"purged {len(repositories)} repositories ({reason})"
+    stopped = 0
+    for repository in repositories:
+        if repository.removed_at is None:
+            repository.removed_at = _now()
+        stopped += _stop(_projects(repository), reason)
+    return f"stopped {stopped} projects of {len(repositories)} repositories ({reason})"
+
+
+def _add_repositories(
+    installation: Installation, summaries: Iterable[Payload], *, delivery_id: str
+) -> str:
+    """Upsert repositories, track their default branches, and queue the first syncs."""
+    to_sync: list[Project] = []
+    count = 0
+    for summary in summaries:
+        count += 1
+        if not isinstance(summary.get("default_branch"), str):
+            existing = db.session.scalar(select(Repository).filter_by(github_id=summary["id"]))
+            if existing is None or existing.removed_at is not None:
+                summary = {
+                    **summary,
+                    "default_branch": default_branch_lookup(
+                        installation_github_id=installation.github_id,
+                        full_name=summary["full_name"],
+                    ),
+                }
+        project = _track(_repository(summary, installation))
+        if project is not None:
+            to_sync.append(project)
+    # The rows must be committed before a sync job can read them.
+    db.session.commit()
+    if installation.is_active:
+        for project in to_sync:
+            request_sync(project.id, trigger=SyncTrigger.INSTALL, delivery_id=delivery_id)
+    return f"{count} repositories tracked, {len(to_sync)} first syncs requested"
+
+
+# --- installation -----------------------------------------------------------------------
+
+
+def installation_created(payload: Payload, *, delivery_id: str) -> Outcome:
+    installation = _installation(payload)
+    installation.deleted_at = None
+    return processed(
+        _add_repositories(installation, payload.get("repositories") or (), delivery_id=delivery_id)
+    )
+
+
+def installation_deleted(payload: Payload, *, delivery_id: str) -> Outcome:
+    installation = _installation(payload)
+    if installation.deleted_at is None:
+        installation.deleted_at = _now()
+    repositories = list(
+        db.session.scalars(select(Repository).filter_by(installation_id=installation.id))
+    )
+    reason = _remove(repositories, f"the App was uninstalled from {installation.account_login}")
+    db.session.commit()
+    return processed(reason)
+
+
+def installation_suspended(payload: Payload, *, delivery_id: str) -> Outcome:
+    installation = _installation(payload)
+    if installation.suspended_at is None:
+        installation.suspended_at = _now()
+    db.session.commit()
+    return processed("installation suspended; pushes are ignored until it is unsuspended")
+
+
+def installation_unsuspended(payload: Payload, *, delivery_id: str) -> Outcome:
+    """Resume: one catch-up sync per tracked project, since pushes were ignored meanwhile."""
+    installation = _installation(payload)
+    was_suspended = installation.suspended_at is not None
+    installation.suspended_at = None
+    db.session.commit()
+    if not was_suspended:
+        return processed("installation was not suspended")
+    projects = db.session.scalars(
+        select(Project)
+        .join(Repository)
+        .where(
+            Repository.installation_id == installation.id,
+            Repository.removed_at.is_(None),
+            Project.stopped_reason.is_(None),
+            Project.auto_sync.is_(True),
+        )
+    ).all()
+    for project in projects:
+        request_sync(project.id, trigger=SyncTrigger.RECONCILE, delivery_id=delivery_id)
+    return processed(f"installation resumed, {len(projects)} catch-up syncs requested")
+
+
+def installation_refreshed(payload: Payload, *, delivery_id: str) -> Outcome:
+    _installation(payload)
+    db.session.commit()
+    return processed("installation permissions refreshed")
+
+
+# --- installation_repositories -----------------------------------------------------------
+
+
+def repositories_added(payload: Payload, *, delivery_id: str) -> Outcome:
+    installation = _installation(payload)
+    return processed(
+        _add_repositories(
+            installation, payload.get("repositories_added") or (), delivery_id=delivery_id
+        )
+    )
+
+
+def repositories_removed(payload: Payload, *, delivery_id: str) -> Outcome:
+    _installation(payload)
+    ids = [summary["id"] for summary in payload.get("repositories_removed") or ()]
+    repositories = list(db.session.scalars(select(Repository).where(Repository.github_id.in_(ids))))
+    reason = _remove(repositories, "the repository was removed from the installation")
+    db.session.commit()
+    return processed(reason)
+
+
+# --- repository, delete, push -------------------------------------------------------------
+
+
+def _known_repository(payload: Payload) -> Repository | None:
+    data = payload.get("repository")
+    if not isinstance(data, Mapping):
+        return None
+    return db.session.scalar(select(Repository).filter_by(github_id=data["id"]))
+
+
+def repository_updated(payload: Payload, *, delivery_id: str) -> Outcome:
+    """Renamed, transferred, edited: the row is keyed by GitHub id, so history stays."""
+    if _known_repository(payload) is None:
+        return ignored("repository is not tracked by any installation")
+    repository = _repository(payload["repository"], None)
+    db.session.commit()
+    return processed(f"repository is now {repository.full_name}")
+
+
+def repository_deleted(payload: Payload, *, delivery_id: str) -> Outcome:
+    repository = _known_repository(payload)
+    if repository is None:
+        return ignored("repository is not tracked by any installation")
+    reason = _remove([repository], f"the repository {repository.full_name} was deleted on GitHub")
+    db.session.commit()
+    return processed(reason)
+
+
+def _branch_deleted(repository: Repository, branch: str) -> Outcome:
+    project = db.session.scalar(
+        select(Project).filter_by(repository_id=repository.id, branch=branch)
+    )
+    if project is None:
+        return ignored(f"branch {branch} is not tracked")
+    _stop([project], f"the branch {branch} was deleted on GitHub")
+    db.session.commit()
+    return processed(f"project {project.id} stopped: branch {branch} deleted")
+
+
+def ref_deleted(payload: Payload, *, delivery_id: str) -> Outcome:
+    repository = _known_repository(payload)
+    if repository is None:
+        return ignored("repository is not tracked by any installation")
+    if payload.get("ref_type") != "branch":
+        return ignored(f"{payload.get('ref_type')} deleted; only branches are tracked")
+    return _branch_deleted(repository, str(payload["ref"]))
+
+
+def push(payload: Payload, *, delivery_id: str) -> Outcome:
+    """A push to a tracked branch requests a sync; the sync reads the branch's head then.
+
+    No SHA from the payload is passed on: deliveries can arrive out of order, and a
+    sync that reads the current head can never move a project backwards.
+    """
+    repository = _known_repository(payload)
+    if repository is None:
+        return ignored("repository is not tracked by any installation")
+    ref = str(payload.get("ref", ""))
+    if not ref.startswith("refs/heads/"):
+        return ignored(f"{ref} is not a branch")
+    branch = ref.removeprefix("refs/heads/")
+    if payload.get("deleted") or payload.get("after") == ZERO_SHA:
+        return _branch_deleted(repository, branch)
+    installation = repository.installation
+    if installation is None or not installation.is_active:
+        return ignored("the installation is suspended or uninstalled")
+    if repository.removed_at is not None:
+        return ignored("the repository is no longer tracked")
+    project = db.session.scalar(
+        select(Project).filter_by(repository_id=repository.id, branch=branch)
+    )
+    if project is None:
+        return ignored(f"branch {branch} is not tracked")
+    if project.stopped_reason is not None:
+        if payload.get("created") and project.stopped_reason.startswith("the branch"):
+            project.stopped_reason = None  # the branch was recreated: track it again
+            db.session.commit()
+        else:
+            return ignored(f"project {project.id} is stopped: {project.stopped_reason}")
+    if not project.auto_sync:
+        return ignored(f"project {project.id} has auto-sync off")
+    sync = request_sync(project.id, trigger=SyncTrigger.PUSH, delivery_id=delivery_id)
+    return processed(f"sync {sync.id} of project {project.id} requested")

@@ -1,0 +1,258 @@
+"""``POST /webhooks/github`` through the test client: SQLite and PostgreSQL, real Redis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from rq.job import Job
+from sqlalchemy import func, select
+
+from models import DeliveryStatus, WebhookDelivery, db
+from sync_jobs.keys import delivery_job_id
+from sync_jobs.redis_client import redis_connection
+from tests.conftest import TEST_WEBHOOK_SECRET, base_settings
+from tests.webhooks.conftest import PAYLOADS, deliver, encode, payload, queued_count, signed_headers
+from webhook_app import create_app
+
+HANDLED = sorted(p.stem for p in PAYLOADS.glob("*.json") if not p.stem.startswith("ping"))
+
+
+def stored(app: Flask) -> list[WebhookDelivery]:
+    with app.app_context():
+        rows = list(db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
+        db.session.expunge_all()
+        return rows
+
+
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+@pytest.mark.parametrize("name", HANDLED)
+def test_handled_delivery_is_stored_then_queued(
+    app: Flask, client: FlaskClient, name: str, form: bool
+) -> None:
+    event = name.split(".")[0]
+    body = payload(name)
+    delivery_id = str(uuid.uuid4())
+    response = deliver(client, event, body, form=form, delivery_id=delivery_id)
+    assert response.status_code == 202
+    assert response.json == {"status": "queued", "delivery_id": delivery_id}
+    [row] = stored(app)
+    assert (row.delivery_id, row.event, row.action) == (delivery_id, event, body.get("action"))
+    assert row.status == DeliveryStatus.QUEUED
+    assert row.installation_github_id == 31337
+    assert row.hook_id == 77
+    assert json.loads(row.payload) == body
+    with app.app_context():
+        job = Job.fetch(delivery_job_id(delivery_id), connection=redis_connection())
+        assert job.args == (delivery_id,)
+    assert queued_count(app) == 1
+
+
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+def test_ping_answers_with_zen(app: Flask, client: FlaskClient, form: bool) -> None:
+    response = deliver(client, "ping", payload("ping"), form=form)
+    assert response.status_code == 200
+    assert response.json == {"status": "pong", "zen": "Keep it logically awesome."}
+    [row] = stored(app)
+    assert (row.event, row.status) == ("ping", DeliveryStatus.PROCESSED)
+    assert queued_count(app) == 0
+
+
+def test_unknown_event_is_stored_as_ignored(app: Flask, client: FlaskClient) -> None:
+    body = {"action": "created", "starred_at": "2024-01-01T00:00:00Z", **payload("delete.tag")}
+    response = deliver(client, "star", body)
+    assert response.status_code == 202
+    assert response.json["status"] == "ignored"
+    [row] = stored(app)
+    assert (row.status, row.status_reason) == (DeliveryStatus.IGNORED, "event star is not handled")
+    assert queued_count(app) == 0
+
+
+def test_duplicate_is_acknowledged_and_not_requeued(app: Flask, client: FlaskClient) -> None:
+    delivery_id = str(uuid.uuid4())
+    assert deliver(client, "push", payload("push"), delivery_id=delivery_id).status_code == 202
+    with app.app_context():
+        redis_connection().delete("rq:queue:project-sync-deliveries")  # as if a worker took it
+    again = deliver(client, "push", payload("push"), delivery_id=delivery_id)
+    assert again.status_code == 200
+    assert again.json == {"status": "duplicate", "delivery_id": delivery_id}
+    assert len(stored(app)) == 1
+    assert queued_count(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("secret", "drop", "message"),
+    [
+        ("forged-secret", None, "does not match the payload"),
+        (TEST_WEBHOOK_SECRET, "X-Hub-Signature-256", "missing X-Hub-Signature-256 header"),
+    ],
+    ids=["forged", "missing"],
+)
+def test_bad_signature_is_401_and_nothing_stored(
+    app: Flask, client: FlaskClient, secret: str, drop: str | None, message: str
+) -> None:
+    raw, content_type = encode(payload("push"))
+    headers = signed_headers("push", raw, content_type, secret=secret)
+    if drop:
+        del headers[drop]
+    response = client.post("/webhooks/github", data=raw, headers=headers)
+    assert response.status_code == 401
+    assert message in response.json["error"]
+    assert stored(app) == []
+    assert queued_count(app) == 0
+
+
+def test_sha1_only_signature_is_401(app: Flask, client: FlaskClient) -> None:
+    raw, content_type = encode(payload("push"))
+    headers = signed_headers("push", raw, content_type)
+    headers["X-Hub-Signature-256"] = headers["X-Hub-Signature"].replace("sha1=", "sha256=")
+    assert client.post("/webhooks/github", data=raw, headers=headers).status_code == 401
+    del headers["X-Hub-Signature-256"]
+    assert client.post("/webhooks/github", data=raw, headers=headers).status_code == 401
+    assert stored(app) == []
+
+
+@pytest.fixture
+def rotation_settings(app_settings: dict[str, Any]) -> dict[str, Any]:
+    return {**app_settings, "WEBHOOK_SECRETS": ("retiring-secret", TEST_WEBHOOK_SECRET)}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_rotated_secrets_both_verify(
+    rotation_settings: dict[str, Any], app: Flask, redis_url: str
+) -> None:
+    rotated = create_app(rotation_settings)
+    client = rotated.test_client()
+    for secret in ("retiring-secret", TEST_WEBHOOK_SECRET):
+        assert deliver(client, "push", payload("push"), secret=secret).status_code == 202  # type: ignore[arg-type]
+    assert deliver(client, "push", payload("push"), secret="third").status_code == 401  # type: ignore[arg-type]
+    assert len(stored(app)) == 2
+
+
+@pytest.mark.parametrize("header", ["X-GitHub-Event", "X-GitHub-Delivery"])
+def test_missing_github_header_is_400_naming_it(
+    app: Flask, client: FlaskClient, header: str
+) -> None:
+    raw, content_type = encode(payload("push"))
+    headers = signed_headers("push", raw, content_type)
+    del headers[header]
+    response = client.post("/webhooks/github", data=raw, headers=headers)
+    assert response.status_code == 400
+    assert response.json == {"error": f"missing {header} header"}
+    assert stored(app) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b'{"ref": "refs/heads/main",', "application/json"),
+        (b"payload=%7B", "application/x-www-form-urlencoded"),
+    ],
+    ids=["json", "form"],
+)
+def test_malformed_body_is_400(
+    app: Flask, client: FlaskClient, raw: bytes, content_type: str
+) -> None:
+    headers = signed_headers("push", raw, content_type)
+    response = client.post("/webhooks/github", data=raw, headers=headers)
+    assert response.status_code == 400
+    assert "payload is not valid JSON" in response.json["error"]
+    assert stored(app) == []
+
+
+@pytest.fixture
+def small_cap_settings(app_settings: dict[str, Any]) -> dict[str, Any]:
+    return {**app_settings, "MAX_WEBHOOK_BYTES": 4096}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_oversized_body_is_413_and_nothing_stored(
+    small_cap_settings: dict[str, Any], app: Flask
+) -> None:
+    capped = create_app(small_cap_settings)
+    client = capped.test_client()
+    raw, content_type = encode(payload("push"))  # about 8 KB
+    assert len(raw) > 4096
+    response = client.post(
+        "/webhooks/github", data=raw, headers=signed_headers("push", raw, content_type)
+    )
+    assert response.status_code == 413
+    assert "larger than 4096 bytes" in response.json["error"]
+    assert stored(app) == []
+
+
+def test_setup_mode_refuses_with_503(app_settings: dict[str, Any], app: Flask) -> None:
+    unconfigured = create_app({**app_settings, "WEBHOOK_SECRETS": ()})
+    response = deliver(unconfigured.test_client(), "push", payload("push"))  # type: ignore[arg-type]
+    assert response.status_code == 503
+    assert "setup mode" in response.json["error"]
+    assert stored(app) == []
+
+
+def test_redis_down_stores_pending_and_still_answers_202(
+    app_settings: dict[str, Any], app: Flask
+) -> None:
+    no_redis = create_app({**app_settings, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    response = deliver(no_redis.test_client(), "push", payload("push"))  # type: ignore[arg-type]
+    assert response.status_code == 202
+    assert response.json["status"] == "pending"
+    [row] = stored(app)
+    assert row.status == DeliveryStatus.PENDING
+
+
+def test_database_unreachable_is_503_with_retry_after(
+    app_settings: dict[str, Any], app: Flask
+) -> None:
+    settings = {**app_settings, "DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/none"}
+    no_database = create_app(settings)
+    response = deliver(no_database.test_client(), "push", payload("push"))  # type: ignore[arg-type]
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    assert "database unavailable" in response.json["error"]
+    assert queued_count(app) == 0
+    assert stored(app) == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_database_stopped_then_back(app: Flask, client: FlaskClient, postgres_url: str) -> None:
+    """The session database refuses connections for a while: 503, nothing half-stored,
+    and the redelivery afterwards is stored exactly once."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    name = url.database
+    delivery_id = str(uuid.uuid4())
+    with app.app_context():
+        db.engine.dispose()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    try:
+        response = deliver(client, "push", payload("push"), delivery_id=delivery_id)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "30"
+        assert queued_count(app) == 0
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert stored(app) == []
+    again = deliver(client, "push", payload("push"), delivery_id=delivery_id)
+    assert again.status_code == 202
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
+    assert queued_count(app) == 1
+
+
+def test_settings_base_is_used(redis_url: str, tmp_path: Any) -> None:
+    # the receiver needs nothing beyond the foundation's settings
+    assert "WEBHOOK_SECRETS" in base_settings("sqlite://", redis_url, str(tmp_path))

@@ -1,0 +1,150 @@
+"""``POST /webhooks/github``: verify, store, acknowledge, enqueue. Nothing is decided here.
+
+GitHub gives a delivery 10 seconds and never retries by itself, so the view does the
+least that makes a delivery durable: check the signature, read a few fields, one
+INSERT and commit (the delivery table is the outbox), one enqueue, answer 202. All
+decisions run in :mod:`sync_jobs.deliveries`.
+
+Answers: 202 stored (``queued``, or ``pending`` if Redis is down: the sweeper enqueues
+it later; ``ignored`` for events nothing handles), 200 ``duplicate`` for a delivery id
+seen before, 200 with the zen for ``ping``, 400/401/413 with a JSON ``error`` saying
+what is wrong, 503 with ``Retry-After`` when the database is unreachable (nothing is
+stored; the reconciler asks GitHub to redeliver) or in setup mode (no secret to
+verify with).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from redis.exceptions import RedisError
+from rq import Queue
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from models import DeliveryStatus, WebhookDelivery, db
+from models.base import utcnow
+from sync_jobs import defaults
+from sync_jobs.deliveries import deliveries_queue, enqueue_delivery
+from sync_jobs.errors import PayloadTooLargeError, WebhookRejectedError
+from sync_jobs.redis_client import redis_connection
+from webhook_app import events, routing
+
+bp = Blueprint("webhooks", __name__)
+log = logging.getLogger(__name__)
+
+QUEUE_EXTENSION = "project_sync_deliveries_queue"
+"""Where the app keeps its deliveries queue, built once per process (RQ's Queue asks
+Redis for its version on first use; doing that per request would cost a round trip)."""
+
+SETUP_MODE_MESSAGE = (
+    "this app has no webhook secret yet (setup mode), so it cannot verify deliveries; "
+    "register the GitHub App at /setup or set WEBHOOK_SECRET"
+)
+
+
+def _answer(status: int, body: dict[str, Any], **headers: str) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def _queue() -> Queue:
+    queue: Queue | None = current_app.extensions.get(QUEUE_EXTENSION)
+    if queue is None:
+        queue = deliveries_queue(redis_connection())
+        current_app.extensions[QUEUE_EXTENSION] = queue
+    return queue
+
+
+def _read_body(limit: int) -> bytes:
+    """The raw body, refusing anything over ``limit`` without reading all of it."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(f"payload larger than {limit} bytes")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"payload larger than {limit} bytes")
+    return body
+
+
+def _store(delivery: events.Delivery, status: DeliveryStatus, reason: str | None) -> None:
+    db.session.execute(
+        insert(WebhookDelivery).values(
+            delivery_id=delivery.delivery_id,
+            event=delivery.event,
+            action=delivery.action,
+            hook_id=delivery.hook_id,
+            installation_github_id=delivery.installation_github_id,
+            repository_github_id=delivery.repository_github_id,
+            payload=delivery.payload_text,
+            status=status,
+            status_reason=reason,
+            attempts=0,
+            received_at=utcnow(),
+        )
+    )
+    db.session.commit()
+
+
+def _mark_pending(delivery_id: str) -> None:
+    """Best effort: say on the row that it waits for the sweeper (it sweeps either way)."""
+    try:
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.delivery_id == delivery_id)
+            .values(status=DeliveryStatus.PENDING)
+        )
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+
+
+@bp.post("/webhooks/github")
+def receive() -> ResponseReturnValue:
+    secrets: tuple[str, ...] = current_app.config["WEBHOOK_SECRETS"]
+    if not secrets:
+        return _answer(503, {"error": SETUP_MODE_MESSAGE})
+    try:
+        body = _read_body(current_app.config["MAX_WEBHOOK_BYTES"])
+        delivery = events.parse_delivery(request.headers, body, secrets=secrets)  # type: ignore[arg-type]
+    except WebhookRejectedError as exc:
+        return _answer(exc.status, {"error": exc.message})
+
+    if delivery.event == routing.PING_EVENT:
+        status, reason = DeliveryStatus.PROCESSED, "ping"
+    elif routing.handles(delivery.event):
+        status, reason = DeliveryStatus.QUEUED, None
+    else:
+        status, reason = DeliveryStatus.IGNORED, routing.describe(delivery.event, delivery.action)
+
+    try:
+        _store(delivery, status, reason)
+    except IntegrityError:
+        db.session.rollback()
+        return _answer(200, {"status": "duplicate", "delivery_id": delivery.delivery_id})
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("delivery %s not stored, database unavailable: %s", delivery.delivery_id, exc)
+        return _answer(
+            503,
+            {"error": "database unavailable; the delivery was not stored, redeliver it later"},
+            **{"Retry-After": str(defaults.DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+    if delivery.event == routing.PING_EVENT:
+        return _answer(200, {"status": "pong", "zen": delivery.data.get("zen")})
+    if status == DeliveryStatus.IGNORED:
+        return _answer(
+            202, {"status": "ignored", "delivery_id": delivery.delivery_id, "reason": reason}
+        )
+    try:
+        enqueue_delivery(_queue(), delivery_id=delivery.delivery_id)
+    except RedisError as exc:
+        log.warning("delivery %s stored, not queued: %s", delivery.delivery_id, exc)
+        _mark_pending(delivery.delivery_id)
+        return _answer(202, {"status": "pending", "delivery_id": delivery.delivery_id})
+    return _answer(202, {"status": "queued", "delivery_id": delivery.delivery_id})
