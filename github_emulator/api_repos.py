@@ -84,6 +84,14 @@ def list_refs(ctx: Context, owner: str, repo: str, prefix: str = "") -> Any:
                          headers=headers)
 
 
+def matching_refs(ctx: Context, owner: str, repo: str, prefix: str) -> Any:
+    """``git/matching-refs/{ref}``: refs starting with the prefix, always a list."""
+    _, git, api, _ = _open(ctx, owner, repo)
+    wanted = f"refs/{prefix}"
+    found = [(name, sha) for name, sha in git.refs() if name.startswith(wanted)]
+    return [git_shapes.ref(api, name, sha) for name, sha in found]
+
+
 def get_git_commit(ctx: Context, owner: str, repo: str, sha: str) -> Any:
     _, git, api, html = _open(ctx, owner, repo)
     if git.object_type(sha) != "commit":
@@ -162,6 +170,7 @@ ROUTES = [
     Route("GET", f"{REPO}/git/ref/<path:ref>", get_ref),
     Route("GET", f"{REPO}/git/refs", list_refs),
     Route("GET", f"{REPO}/git/refs/<path:prefix>", list_refs),
+    Route("GET", f"{REPO}/git/matching-refs/<path:prefix>", matching_refs),
     Route("GET", f"{REPO}/git/commits/<sha>", get_git_commit),
     Route("GET", f"{REPO}/commits/<path:ref>", get_commit),
     Route("GET", f"{REPO}/git/trees/<path:sha>", get_tree),

@@ -46,7 +46,9 @@ class EmulatorServer(Emulator):
         shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         self.url = f"http://{shown_host}:{self.port}"
         self.write_url_file()
+        # A short poll interval makes stop() return in milliseconds, not half a second.
         self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
                                         name="github-emulator", daemon=True)
         self._thread.start()
         return self

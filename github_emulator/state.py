@@ -119,6 +119,11 @@ class AccessToken:
     repository_ids: set[int] | None = None  # narrowed at creation, None = all visible
 
 
+_ID_LOCK = threading.Lock()
+_NEXT_ID = {"account": 1000, "app": 100, "repository": 5000, "installation": 20000,
+            "hook": 400000}
+
+
 def generate_private_key_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(
@@ -140,13 +145,14 @@ class EmulatorState:
         self.oauth_codes: dict[str, tuple[str, int]] = {}  # code -> (login, app id)
         self.manifest_codes: dict[str, dict] = {}  # code -> manifest
         self.archive_links: dict[str, tuple[int, str, datetime]] = {}
-        self._next_id = {"account": 1000, "app": 100, "repository": 5000,
-                         "installation": 20000, "hook": 400000}
 
     def next_id(self, kind: str) -> int:
-        with self.lock:
-            self._next_id[kind] += 1
-            return self._next_id[kind]
+        """A new id, unique within the process across emulator instances: clients
+        such as githubkit cache tokens by (App, installation) id in process-wide
+        memory, and a reused id would hand the next test a dead token."""
+        with _ID_LOCK:
+            _NEXT_ID[kind] += 1
+            return _NEXT_ID[kind]
 
     def account(self, login: str, *, type: str | None = None) -> Account:
         """The account named ``login``, created on first mention."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
 
 from .history import HistoryGenerator, generate_repository, push
 from .receiver import WebhookReceiver
@@ -54,13 +55,14 @@ class SampleRepository:
 def app_client(server: EmulatorServer) -> GitHub:
     """githubkit authenticated as the server's App (JWT)."""
     return GitHub(AppAuthStrategy(str(server.app_id), server.private_key_pem),
-                  base_url=server.url + "/")
+                  base_url=server.url + "/", cache_strategy=MemCacheStrategy())
 
 
 def installation_client(server: EmulatorServer, installation_id: int) -> GitHub:
     """githubkit authenticated as one installation (token fetched on first use)."""
     return GitHub(AppInstallationAuthStrategy(str(server.app_id), server.private_key_pem,
-                                              installation_id), base_url=server.url + "/")
+                                              installation_id), base_url=server.url + "/",
+                  cache_strategy=MemCacheStrategy())
 
 
 @pytest.fixture(scope="session")
