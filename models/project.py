@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from models.base import GitSha, Model, db, str_enum, utcnow
@@ -98,6 +98,12 @@ class ProjectSync(Model):
     finished_at: Mapped[datetime | None]
     # Written for people: what went wrong and what to do about it.
     error: Mapped[str | None] = mapped_column(Text)
+    # How the sync ran: "delta", "full", "restore" or "noop", plus how content came
+    # ("+blobs", "+tarball"); and, for a full sync, why a delta was not possible.
+    mode: Mapped[str | None] = mapped_column(String(32))
+    full_sync_reason: Mapped[str | None] = mapped_column(Text)
+    # Seconds spent in each phase (resolve, diff, fetch, apply).
+    phase_seconds: Mapped[dict[str, float] | None] = mapped_column(JSON)
 
     project: Mapped[Project] = relationship(back_populates="syncs", foreign_keys=[project_id])
     previous_sync: Mapped[ProjectSync | None] = relationship(

@@ -8,6 +8,8 @@ named explicitly.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import aliased
 
@@ -71,3 +73,16 @@ def lineage(project_id: int) -> Select[tuple[ProjectSync]]:
         .where(ProjectSync.project_id == project_id, ProjectSync.sequence.is_not(None))
         .order_by(ProjectSync.sequence.desc())
     )
+
+
+def file_rows_at(project_id: int, *, sync: ProjectSync | None = None) -> Select[Any]:
+    """``(id, path, mode, sha, size)`` of the tree entries; the column form of
+    :func:`files_at` for readers that handle many rows (the sync pipeline)."""
+    entity = files_at(project_id, sync=sync).subquery()
+    return select(entity.c.id, entity.c.path, entity.c.mode, entity.c.sha, entity.c.size)
+
+
+def memory_rows_at(project_id: int, *, sync: ProjectSync | None = None) -> Select[Any]:
+    """``(id, path, blob_id)`` of the memory entries; column form of :func:`memory_entries`."""
+    entity = memory_entries(project_id, sync=sync).subquery()
+    return select(entity.c.id, entity.c.path, entity.c.blob_id)

@@ -1,0 +1,288 @@
+"""Apply phase: one transaction that moves a project from its current state to a new one.
+
+In that transaction, in this order:
+
+1. the project's current-sync pointer moves from the sync the delta was computed
+   against to this sync, by compare-and-set (``UPDATE ... WHERE current_sync_id IS NOT
+   DISTINCT FROM :expected``). Zero rows means another sync won: nothing is written and
+   :class:`LostRaceError` makes the pipeline recompute against the new state. Taking
+   the project row first also serialises concurrent applies on PostgreSQL;
+2. the sync joins the lineage (``previous_sync_id`` = the expected sync, which is
+   unique, and ``sequence`` = its sequence + 1), status succeeded;
+3. old RepositoryFile versions of changed paths are closed and new ones opened;
+4. memory entries of changed text files are superseded and new ones created.
+
+A worker killed before the commit leaves none of it; the retried sync starts again
+from the same current state. Content-addressed rows (Blob, GitTree) are not part of
+it: they are written as fetched (see :mod:`sync_jobs.fetch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, select, update
+
+from models import Blob, GitTree, MemoryEntry, Project, ProjectSync, RepositoryFile, db
+from models.base import utcnow
+from models.enums import SyncStatus
+from models.queries import file_rows_at
+from sync_jobs import defaults
+from sync_jobs.core.diff import ChangeKind, Delta
+from sync_jobs.core.tree import EntryKind, FileEntry, FlatTree, TreeItem
+from sync_jobs.errors import LostRaceError
+
+
+def _chunks(items: Sequence[Any], size: int = defaults.DB_BATCH_ROWS) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def table_of(model: Any) -> Table:
+    """The Core table of a model, for bulk statements (executemany)."""
+    table: Table = model.__table__
+    return table
+
+
+def insert_ignoring_conflicts(
+    table: Table | Any, rows: list[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """Bulk insert content-addressed rows; a row another worker stored first is skipped."""
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    statement: Any
+    if db.session.get_bind().dialect.name == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    else:
+        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    for batch in _chunks(rows):
+        db.session.execute(statement, list(batch))
+
+
+def stored_trees(repository_id: int, shas: Iterable[str]) -> dict[str, list[TreeItem]]:
+    """Tree objects already stored for the repository, by SHA."""
+    found: dict[str, list[TreeItem]] = {}
+    for batch in _chunks(sorted(set(shas)), defaults.TREE_LOOKUP_BATCH):
+        rows = db.session.execute(
+            select(GitTree.sha, GitTree.entries).where(
+                GitTree.repository_id == repository_id, GitTree.sha.in_(batch)
+            )
+        )
+        for sha, entries in rows:
+            found[sha] = [(i[0], i[1], i[2], i[3], i[4] if len(i) > 4 else None) for i in entries]
+    return found
+
+
+def store_trees(repository_id: int, trees: Mapping[str, list[TreeItem]]) -> int:
+    """Store tree objects not stored yet (committed at once: they are a cache)."""
+    known = set(stored_trees(repository_id, trees))
+    rows = [
+        {"repository_id": repository_id, "sha": sha, "entries": [list(i) for i in items]}
+        for sha, items in trees.items()
+        if sha not in known
+    ]
+    insert_ignoring_conflicts(table_of(GitTree), rows, ("repository_id", "sha"))
+    db.session.commit()
+    return len(rows)
+
+
+def current_files(project_id: int) -> FlatTree:
+    """The project's current tree state, read through :mod:`models.queries`."""
+    return {
+        path: FileEntry(mode, sha, size)
+        for _id, path, mode, sha, size in db.session.execute(file_rows_at(project_id))
+    }
+
+
+@dataclass
+class ApplyPlan:
+    sync_id: int
+    project_id: int
+    repository_id: int
+    expected_current_id: int | None
+    delta: Delta
+    head_commit_sha: str | None
+    head_tree_sha: str | None
+    base_commit_sha: str | None
+    total_files: int
+    mode: str
+    full_sync_reason: str | None = None
+    api_calls: int = 0
+    bytes_fetched: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    restored_from_sync_id: int | None = None
+    # For a restore: the memory entry (by path) active at the restored sync.
+    restored_entries: Mapping[str, int] | None = None
+
+
+def apply_sync(plan: ApplyPlan) -> None:
+    """Write the plan in one transaction (see the module docstring)."""
+    session = db.session
+    try:
+        moved = session.execute(
+            update(Project)
+            .where(
+                Project.id == plan.project_id,
+                Project.current_sync_id.is_not_distinct_from(plan.expected_current_id),
+            )
+            .values(current_sync_id=plan.sync_id)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise LostRaceError(
+                f"project {plan.project_id} moved past sync {plan.expected_current_id}"
+            )
+        previous_sequence = 0
+        if plan.expected_current_id is not None:
+            previous_sequence = (
+                session.scalar(
+                    select(ProjectSync.sequence).where(ProjectSync.id == plan.expected_current_id)
+                )
+                or 0
+            )
+        delta = plan.delta
+        session.execute(
+            update(ProjectSync)
+            .where(ProjectSync.id == plan.sync_id)
+            .values(
+                status=SyncStatus.SUCCEEDED,
+                previous_sync_id=plan.expected_current_id,
+                sequence=previous_sequence + 1,
+                restored_from_sync_id=plan.restored_from_sync_id,
+                base_commit_sha=plan.base_commit_sha,
+                head_commit_sha=plan.head_commit_sha,
+                head_tree_sha=plan.head_tree_sha,
+                files_added=delta.count(ChangeKind.ADDED),
+                files_removed=delta.count(ChangeKind.REMOVED),
+                files_modified=len(delta.changes)
+                - delta.count(ChangeKind.ADDED)
+                - delta.count(ChangeKind.REMOVED),
+                files_unchanged=plan.total_files - len(delta.opened),
+                api_calls=plan.api_calls,
+                bytes_fetched=plan.bytes_fetched,
+                mode=plan.mode,
+                full_sync_reason=plan.full_sync_reason,
+                phase_seconds=plan.phase_seconds,
+                finished_at=utcnow(),
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        _write_files(plan)
+        _write_memory(plan)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def _write_files(plan: ApplyPlan) -> None:
+    closed = plan.delta.closed_paths
+    for batch in _chunks(closed):
+        db.session.execute(
+            update(RepositoryFile)
+            .where(
+                RepositoryFile.project_id == plan.project_id,
+                RepositoryFile.valid_to_sync_id.is_(None),
+                RepositoryFile.path.in_(batch),
+            )
+            .values(valid_to_sync_id=plan.sync_id)
+            .execution_options(synchronize_session=False)
+        )
+    rows = [
+        {
+            "project_id": plan.project_id,
+            "path": path,
+            "mode": entry.mode,
+            "sha": entry.sha,
+            "size": entry.size,
+            "valid_from_sync_id": plan.sync_id,
+            "valid_to_sync_id": None,
+        }
+        for path, entry in plan.delta.opened
+    ]
+    for batch in _chunks(rows):
+        db.session.execute(insert(table_of(RepositoryFile)), list(batch))
+
+
+def _text_blob_ids(repository_id: int, shas: Iterable[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for batch in _chunks(sorted(set(shas))):
+        rows = db.session.execute(
+            select(Blob.sha, Blob.id).where(
+                Blob.repository_id == repository_id, Blob.sha.in_(batch), Blob.content.is_not(None)
+            )
+        )
+        found.update({sha: blob_id for sha, blob_id in rows})
+    return found
+
+
+def _write_memory(plan: ApplyPlan) -> None:
+    """Memory mirrors the text regular files: an entry changes when the content does.
+
+    A pure mode change keeps its entry (same content); a file that becomes a symlink,
+    a submodule, binary or oversized loses it.
+    """
+    changes = plan.delta.changes
+    if not changes:
+        return
+    paths = [c.path for c in changes]
+    active: dict[str, tuple[int, int]] = {}
+    for batch in _chunks(paths):
+        for entry_id, path, blob_id in db.session.execute(
+            select(MemoryEntry.id, MemoryEntry.path, MemoryEntry.blob_id).where(
+                MemoryEntry.project_id == plan.project_id,
+                MemoryEntry.superseded_in_sync_id.is_(None),
+                MemoryEntry.path.in_(batch),
+            )
+        ):
+            active[path] = (entry_id, blob_id)
+    files = {c.path: c.new for c in changes if c.new is not None and c.new.kind is EntryKind.FILE}
+    text_ids = _text_blob_ids(plan.repository_id, {e.sha for e in files.values()})
+    supersede: list[tuple[str, int]] = []
+    create: list[dict[str, Any]] = []
+    restored = plan.restored_entries or {}
+    for path in paths:
+        entry = files.get(path)
+        blob_id = text_ids.get(entry.sha) if entry is not None else None
+        old = active.get(path)
+        if old is not None and blob_id is not None and old[1] == blob_id:
+            continue
+        if old is not None:
+            supersede.append((path, old[0]))
+        if blob_id is not None:
+            create.append(
+                {
+                    "project_id": plan.project_id,
+                    "path": path,
+                    "blob_id": blob_id,
+                    "created_in_sync_id": plan.sync_id,
+                    "restored_from_entry_id": restored.get(path),
+                }
+            )
+    for batch in _chunks([entry_id for _path, entry_id in supersede]):
+        db.session.execute(
+            update(MemoryEntry)
+            .where(MemoryEntry.id.in_(batch))
+            .values(superseded_in_sync_id=plan.sync_id)
+            .execution_options(synchronize_session=False)
+        )
+    table = table_of(MemoryEntry)
+    new_ids: dict[str, int] = {}
+    for batch in _chunks(create):
+        result = db.session.execute(insert(table).returning(table.c.id, table.c.path), list(batch))
+        new_ids.update({path: entry_id for entry_id, path in result})
+    links = [
+        {"old_id": old_id, "new_id": new_ids[path]} for path, old_id in supersede if path in new_ids
+    ]
+    if links:
+        db.session.execute(
+            update(table)
+            .where(table.c.id == bindparam("old_id"))
+            .values(superseded_by_entry_id=bindparam("new_id")),
+            links,
+        )

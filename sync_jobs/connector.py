@@ -1,0 +1,337 @@
+"""The only module that calls GitHub's repository API (through githubkit).
+
+What a sync needs from GitHub, each call retried and counted in one place:
+
+- transient failures (5xx, timeouts, connection resets) are retried with exponential
+  backoff; a burst longer than the retries raises :class:`GitHubUnavailableError` so
+  the job is retried later;
+- rate limits (``X-RateLimit-*``, ``Retry-After``, secondary limits) are waited out
+  when the reset is near, and otherwise raise :class:`RateLimitedError` so the job is
+  rescheduled; a sync never fails because of a rate limit;
+- every HTTP request (retries and redirects included) is counted with its bytes in
+  :attr:`GitHubConnector.stats`, which the pipeline stores on the ProjectSync row.
+
+Git objects never change, so they are cached by SHA in the database (GitTree, Blob);
+ETags would not help, as they do not survive token rotation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar
+
+import httpx
+from githubkit import GitHub
+from githubkit.auth.base import BaseAuthStrategy
+from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
+from redis import Redis
+
+from sync_jobs import defaults
+from sync_jobs.core.tree import TreeItem, git_type, normal_mode
+from sync_jobs.errors import (
+    BranchNotFoundError,
+    EmptyRepositoryError,
+    GitHubUnavailableError,
+    RateLimitedError,
+    RepositoryNotFoundError,
+    SyncDataError,
+)
+from sync_jobs.github_auth import InstallationTokens, app_client
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class CallStats:
+    """API calls and response bytes of one sync (thread-safe)."""
+
+    calls: int = 0
+    bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, calls: int, size: int) -> None:
+        with self._lock:
+            self.calls += calls
+            self.bytes += size
+
+
+@dataclass(frozen=True)
+class BranchHead:
+    commit_sha: str
+    tree_sha: str
+
+
+class _TokenAuth(httpx.Auth):
+    def __init__(self, holder: _InstallationAuth) -> None:
+        self._holder = holder
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"token {self._holder.token}"
+        yield request
+
+
+class _InstallationAuth(BaseAuthStrategy):
+    """A token that can be swapped while the client lives (renewal after a 401)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_auth_flow(self, github: Any) -> httpx.Auth:
+        return _TokenAuth(self)
+
+
+class _StreamReader:
+    """A read()-able view of an HTTP body, so tarfile can stream it ("r|gz")."""
+
+    def __init__(self, chunks: Iterator[bytes], stats: CallStats) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self._stats = stats
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                break
+            self._stats.add(0, len(chunk))
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+class GitHubConnector:
+    """Repository reads for one sync, authenticated as one installation.
+
+    Use as a context manager: it holds one HTTP connection pool for all calls,
+    including those made from its worker threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        app_id: int | None,
+        private_key: str | None,
+        redis: Redis,
+        installation_id: int,
+        full_name: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.stats = CallStats()
+        self.full_name = full_name
+        self._base_url = base_url
+        self._installation_id = installation_id
+        self._sleep = sleep
+        self._app = app_client(base_url=base_url, app_id=app_id, private_key=private_key)
+        self._tokens = InstallationTokens(redis, self._app)
+        self._auth = _InstallationAuth("")
+        self._gh: GitHub[Any] = GitHub(
+            self._auth,
+            base_url=base_url,
+            http_cache=False,
+            auto_retry=False,
+            timeout=defaults.HTTP_TIMEOUT_SECONDS,
+        )
+        self._pool = ThreadPoolExecutor(defaults.FETCH_CONCURRENCY, thread_name_prefix="github")
+
+    def __enter__(self) -> GitHubConnector:
+        self._gh.__enter__()
+        self._auth.token = self._call(
+            lambda: self._tokens.get(installation_id=self._installation_id), counted=False
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._gh.__exit__()
+
+    # --- retries, rate limits, counting ------------------------------------------------
+
+    def _call(self, request: Callable[[], T], *, counted: bool = True) -> T:
+        """Run one API request with retries; ``counted=False`` for token lookups (which
+        count themselves only when they actually mint)."""
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
+            try:
+                before = self._tokens.minted
+                result = request()
+                self.stats.add(self._tokens.minted - before, 0)
+                if counted:
+                    self._count(result)
+                return result
+            except RateLimitExceeded as exc:
+                self._count(exc.response)
+                wait = max(exc.retry_after.total_seconds(), 1.0)
+                if wait > defaults.RATE_LIMIT_MAX_WAIT_SECONDS:
+                    raise RateLimitedError(
+                        f"GitHub's rate limit is exhausted for {wait:.0f} s; "
+                        "the sync will run again after the reset.",
+                        retry_after_seconds=wait,
+                    ) from exc
+                log.warning("rate limited on %s; waiting %.1f s", exc.request.url, wait)
+                self._sleep(wait)
+            except RequestFailed as exc:
+                self._count(exc.response)
+                status = exc.response.status_code
+                if status == 401 and not renewed:
+                    renewed = True
+                    self._tokens.forget(installation_id=self._installation_id)
+                    self._auth.token = self._tokens.mint(installation_id=self._installation_id)
+                    self.stats.add(1, 0)
+                    continue
+                if status < 500 or attempt >= defaults.TRANSIENT_RETRIES:
+                    if status >= 500:
+                        raise GitHubUnavailableError(
+                            f"GitHub answered {status} to {exc.request.method} "
+                            f"{exc.request.url.path} {attempt} times in a row; "
+                            "the sync will be retried."
+                        ) from exc
+                    raise
+                self._backoff(attempt, f"{status} on {exc.request.url.path}")
+            except RequestError as exc:
+                self.stats.add(1, 0)
+                if attempt >= defaults.TRANSIENT_RETRIES:
+                    raise GitHubUnavailableError(
+                        f"GitHub could not be reached ({exc.exc!r}) after {attempt} attempts; "
+                        "the sync will be retried."
+                    ) from exc
+                self._backoff(attempt, repr(exc.exc))
+
+    def _count(self, response: Any) -> None:
+        raw = getattr(response, "raw_response", None)
+        if raw is None:
+            return
+        size = len(raw.content) if not raw.is_stream_consumed and raw.is_closed else 0
+        self.stats.add(1 + len(raw.history), size)
+
+    def _backoff(self, attempt: int, what: str) -> None:
+        delay = defaults.RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
+        log.warning("transient GitHub failure (%s); retrying in %.2f s", what, delay)
+        self._sleep(delay)
+
+    def _parallel(self, function: Callable[[str], T], items: Iterable[str]) -> Iterator[T]:
+        """Map over a thread pool, each task in a copy of this context (githubkit keeps its
+        shared HTTP client in a context variable)."""
+        futures = [
+            self._pool.submit(contextvars.copy_context().run, function, item) for item in items
+        ]
+        for future in futures:
+            yield future.result()
+
+    # --- endpoints ---------------------------------------------------------------------
+
+    @property
+    def _owner_repo(self) -> tuple[str, str]:
+        owner, _, repo = self.full_name.partition("/")
+        return owner, repo
+
+    def branch_head(self, branch: str) -> BranchHead:
+        """The branch's head commit and root tree, read now (never from a webhook)."""
+        owner, repo = self._owner_repo
+        try:
+            body = self._call(lambda: self._gh.rest.repos.get_branch(owner, repo, branch)).json()
+        except RequestFailed as exc:
+            if exc.response.status_code not in (404, 409):
+                raise
+            raise self._explain_missing_branch(branch) from exc
+        return BranchHead(body["commit"]["sha"], body["commit"]["commit"]["tree"]["sha"])
+
+    def _explain_missing_branch(self, branch: str) -> Exception:
+        owner, repo = self._owner_repo
+        try:
+            self._call(lambda: self._gh.rest.repos.get(owner, repo))
+        except RequestFailed as exc:
+            if exc.response.status_code in (403, 404):
+                return RepositoryNotFoundError(
+                    f"Repository {self.full_name} is gone or no longer shared with the App; "
+                    "re-add it to the installation to sync again."
+                )
+            raise
+        branches = self._call(
+            lambda: self._gh.rest.repos.list_branches(owner, repo, per_page=1)
+        ).json()
+        if not branches:
+            return EmptyRepositoryError(
+                f"Repository {self.full_name} is empty (no commits yet); push a first commit "
+                "and the project will sync."
+            )
+        return BranchNotFoundError(
+            f"Branch {branch!r} does not exist in {self.full_name} (deleted?); push it again "
+            "or track another branch."
+        )
+
+    def tree(self, sha: str, *, recursive: bool = False) -> tuple[dict[str, Any], bool]:
+        """One tree object (or the recursive listing): the JSON body and ``truncated``."""
+        owner, repo = self._owner_repo
+        if recursive:
+            response = self._call(
+                lambda: self._gh.rest.git.get_tree(owner, repo, sha, recursive="1")
+            )
+        else:
+            response = self._call(lambda: self._gh.rest.git.get_tree(owner, repo, sha))
+        body: dict[str, Any] = dict(response.json())
+        return body, bool(body.get("truncated"))
+
+    def tree_items(self, sha: str) -> list[TreeItem]:
+        """One directory level as stored in GitTree rows."""
+        body, truncated = self.tree(sha)
+        if truncated:
+            raise SyncDataError(f"GitHub truncated the single-level tree {sha}")
+        return [
+            (
+                item["path"],
+                normal_mode(item["mode"]),
+                git_type(normal_mode(item["mode"])),
+                item["sha"],
+                item.get("size"),
+            )
+            for item in body["tree"]
+        ]
+
+    def trees(self, shas: Iterable[str]) -> dict[str, list[TreeItem]]:
+        """Several tree objects, fetched concurrently."""
+        wanted = sorted(set(shas))
+        return dict(zip(wanted, self._parallel(self.tree_items, wanted), strict=True))
+
+    def blob(self, sha: str) -> bytes:
+        import base64
+
+        owner, repo = self._owner_repo
+        body = self._call(lambda: self._gh.rest.git.get_blob(owner, repo, sha)).json()
+        if body.get("encoding") == "base64":
+            return base64.b64decode(body["content"])
+        return str(body["content"]).encode("utf-8")
+
+    def blobs(self, shas: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """Blob contents, fetched concurrently, yielded in order of ``shas``."""
+        wanted = list(shas)
+        yield from zip(wanted, self._parallel(self.blob, wanted), strict=True)
+
+    @contextmanager
+    def tarball(self, commit_sha: str) -> Iterator[IO[bytes]]:
+        """The commit's archive as a stream (GitHub redirects to a gzip tarball)."""
+        owner, repo = self._owner_repo
+        path = f"/repos/{owner}/{repo}/tarball/{commit_sha}"
+        response = self._call(lambda: self._gh.request("GET", path, stream=True), counted=False)
+        raw = response.raw_response
+        self.stats.add(1 + len(raw.history), 0)
+        try:
+            yield _StreamReader(raw.iter_bytes(1 << 16), self.stats)  # type: ignore[misc]
+        finally:
+            raw.close()

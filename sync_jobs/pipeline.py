@@ -1,0 +1,421 @@
+"""The sync pipeline: resolve → diff → fetch → apply, as a generator of progress events.
+
+:func:`execute_sync` is the job body (called by ``sync_jobs.sync_job.run_sync`` once it
+holds the project's running lock). It drives :func:`run_pipeline`, publishes every
+event to the sync's Redis Stream and records the outcome on the ProjectSync row:
+
+- permanent failures (empty repository, deleted branch, removed repository, App not
+  configured) end the sync as ``failed`` with a message a person can act on;
+- anything else (GitHub unavailable, rate limit beyond a short wait, database errors)
+  puts the row back to ``queued`` with the reason in ``error`` and re-raises, so RQ
+  retries the job; the retry starts from the same committed state;
+- a sync that finds another sync already applied the head it would apply ends as
+  ``superseded``.
+
+The branch head is read when the job runs, never taken from a webhook, so pushes
+arriving out of order can never move a project backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator, Iterable
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from models import GitTree, Project, ProjectSync, Repository, RepositoryFile, db
+from models.base import utcnow
+from models.enums import SyncStatus, SyncTrigger
+from sync_jobs import defaults
+from sync_jobs.app_context import in_app_context
+from sync_jobs.apply import ApplyPlan, apply_sync, current_files, store_trees, stored_trees
+from sync_jobs.connector import CallStats, GitHubConnector
+from sync_jobs.core.diff import Delta, diff_flat
+from sync_jobs.core.merkle import MerkleWalk
+from sync_jobs.core.plan import DeltaBase, FetchCosts, FetchStrategy, choose_fetch, delta_blocker
+from sync_jobs.core.tree import TreeItem, build_trees, trees_from_listing
+from sync_jobs.errors import LostRaceError, PermanentSyncError, RepositoryNotFoundError
+from sync_jobs.fetch import BlobWriter, fetch_blobs, has_any_blob, read_tarball, stored_blob_shas
+from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher
+from sync_jobs.redis_client import redis_connection
+
+log = logging.getLogger(__name__)
+
+FETCH_COSTS = FetchCosts(
+    blob_call_seconds=defaults.BLOB_CALL_SECONDS,
+    concurrency=defaults.FETCH_CONCURRENCY,
+    tarball_fixed_seconds=defaults.TARBALL_FIXED_SECONDS,
+    tarball_seconds_per_file=defaults.TARBALL_SECONDS_PER_FILE,
+)
+
+Events = Generator[ProgressEvent, None, SyncStatus]
+
+
+class TreeSource:
+    """Tree objects for a walk: this sync's memory, then the database, then GitHub."""
+
+    def __init__(self, gh: GitHubConnector, repository_id: int) -> None:
+        self._gh = gh
+        self._repository_id = repository_id
+        self.memory: dict[str, list[TreeItem]] = {}
+        self.api_fetches = 0
+        self.recursive_tried = False
+
+    def add(self, trees: dict[str, list[TreeItem]]) -> None:
+        self.memory.update(trees)
+
+    def try_recursive(self, root: str) -> bool:
+        """One recursive call; usable only when GitHub did not truncate it."""
+        self.recursive_tried = True
+        body, truncated = self._gh.tree(root, recursive=True)
+        if truncated:
+            log.info("recursive tree %s is truncated; walking subtrees", root)
+            return False
+        listing = [(i["path"], i["mode"], i["sha"], i.get("size")) for i in body["tree"]]
+        self.add(trees_from_listing(root, listing))
+        return True
+
+    def drive(self, walk: MerkleWalk, root: str, *, recursive_after: int) -> None:
+        while not walk.done:
+            wanted = walk.wanted()
+            found = {sha: self.memory[sha] for sha in wanted if sha in self.memory}
+            found.update(stored_trees(self._repository_id, wanted - found.keys()))
+            missing = wanted - found.keys()
+            if (
+                missing
+                and not self.recursive_tried
+                and self.api_fetches + len(missing) > recursive_after
+                and self.try_recursive(root)
+            ):
+                found.update({sha: self.memory[sha] for sha in missing if sha in self.memory})
+                missing = wanted - found.keys()
+            if missing:
+                fetched = self._gh.trees(missing)
+                self.api_fetches += len(fetched)
+                self.add(fetched)
+                found.update(fetched)
+            walk.provide(found)
+
+    def new_trees(self, shas: Iterable[str]) -> dict[str, list[TreeItem]]:
+        return {sha: self.memory[sha] for sha in shas if sha in self.memory}
+
+
+class PhaseTimer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._phase: str | None = None
+        self._start = time.monotonic()
+
+    def enter(self, phase: str) -> None:
+        now = time.monotonic()
+        if self._phase is not None:
+            self.seconds[self._phase] = round(
+                self.seconds.get(self._phase, 0.0) + now - self._start, 4
+            )
+        self._phase, self._start = phase, now
+
+
+def _finish(
+    sync: ProjectSync, status: SyncStatus, stats: CallStats, message: str | None, timer: PhaseTimer
+) -> None:
+    timer.enter("end")
+    sync.status = status
+    sync.finished_at = utcnow()
+    sync.api_calls = stats.calls
+    sync.bytes_fetched = stats.bytes
+    sync.phase_seconds = timer.seconds
+    sync.error = message if status is SyncStatus.FAILED else None
+    db.session.commit()
+
+
+def run_pipeline(sync_id: int, *, stats: CallStats | None = None, full: bool = False) -> Events:
+    """Bring the project of a queued ProjectSync to its branch head; yield progress.
+
+    Returns the final status. Raises :class:`PermanentSyncError` (nothing on GitHub to
+    sync) and retryable errors without recording them; :func:`execute_sync` records.
+    """
+    stats = stats if stats is not None else CallStats()
+    sync = db.session.get(ProjectSync, sync_id)
+    if sync is None:
+        raise ValueError(f"no ProjectSync {sync_id}")
+    if sync.status.is_final:
+        return sync.status
+    if sync.trigger is SyncTrigger.RESTORE:
+        from sync_jobs.restore import run_restore
+
+        return (yield from run_restore(sync))
+    project = db.session.get_one(Project, sync.project_id)
+    repository = db.session.get_one(Repository, project.repository_id)
+    timer = PhaseTimer()
+    sync.status = SyncStatus.RUNNING
+    sync.started_at = sync.started_at or utcnow()
+    db.session.commit()
+    if repository.removed_at is not None or repository.installation is None:
+        raise RepositoryNotFoundError(
+            f"Repository {repository.full_name} was removed from the App's installation; "
+            "add it back to sync this project again."
+        )
+    config = current_app.config
+    with GitHubConnector(
+        base_url=config["GITHUB_API_URL"],
+        app_id=config.get("APP_ID"),
+        private_key=config.get("PRIVATE_KEY"),
+        redis=redis_connection(),
+        installation_id=repository.installation.github_id,
+        full_name=repository.full_name,
+    ) as gh:
+        gh.stats = stats
+        for attempt in range(defaults.APPLY_RACE_RETRIES):
+            try:
+                return (
+                    yield from _attempt(
+                        sync, project, repository, gh, timer, full=full, lost_race=attempt > 0
+                    )
+                )
+            except LostRaceError as exc:
+                log.info("sync %s lost the apply race (%s); recomputing", sync_id, exc)
+                db.session.expire_all()
+    raise LostRaceError(f"sync {sync_id} lost the apply race {defaults.APPLY_RACE_RETRIES} times")
+
+
+def _attempt(
+    sync: ProjectSync,
+    project: Project,
+    repository: Repository,
+    gh: GitHubConnector,
+    timer: PhaseTimer,
+    *,
+    full: bool,
+    lost_race: bool,
+) -> Events:
+    timer.enter("resolve")
+    yield ProgressEvent(Phase.RESOLVE, 0, 1, f"reading the head of {project.branch}")
+    head = gh.branch_head(project.branch)
+    db.session.refresh(project)
+    expected_id = project.current_sync_id
+    current = db.session.get(ProjectSync, expected_id) if expected_id is not None else None
+    yield ProgressEvent(Phase.RESOLVE, 1, 1, f"head {head.commit_sha[:12]}")
+    sync.head_commit_sha, sync.head_tree_sha = head.commit_sha, head.tree_sha
+    sync.base_commit_sha = current.head_commit_sha if current else None
+    plan = ApplyPlan(
+        sync_id=sync.id,
+        project_id=project.id,
+        repository_id=repository.id,
+        expected_current_id=expected_id,
+        delta=Delta(),
+        head_commit_sha=head.commit_sha,
+        head_tree_sha=head.tree_sha,
+        base_commit_sha=sync.base_commit_sha,
+        total_files=0,
+        mode="noop",
+    )
+
+    if current is not None and current.head_tree_sha == head.tree_sha and not full:
+        if current.head_commit_sha == head.commit_sha:
+            status = SyncStatus.SUPERSEDED if lost_race else SyncStatus.SUCCEEDED
+            sync.mode = "noop"
+            _finish(sync, status, gh.stats, None, timer)
+            return status
+        # A new commit with the same tree: record it in the lineage, nothing to write.
+        plan.total_files = _count_files(project.id)
+    else:
+        timer.enter("diff")
+        current_tree = current.head_tree_sha if current else None
+        reason = delta_blocker(
+            DeltaBase(
+                current_sync_id=expected_id,
+                current_tree_sha=current_tree,
+                current_tree_stored=current_tree is not None
+                and _tree_stored(repository.id, current_tree),
+                full_requested=full,
+            )
+        )
+        source = TreeSource(gh, repository.id)
+        writer = BlobWriter(repository.id, max_bytes=current_app.config["SYNC_MAX_BLOB_BYTES"])
+        content_from_tarball = False
+        if reason is None:
+            yield ProgressEvent(Phase.DIFF, 0, 1, "comparing trees (delta)")
+            walk = MerkleWalk(current_tree, head.tree_sha)
+            source.drive(walk, head.tree_sha, recursive_after=defaults.RECURSIVE_TREE_AFTER_CALLS)
+            plan.delta = walk.delta()
+            plan.total_files = (
+                _count_files(project.id) + len(plan.delta.opened) - len(plan.delta.closed_paths)
+            )
+            plan.mode = "delta"
+        else:
+            log.info("full sync of project %s: %s", project.id, reason)
+            plan.mode, plan.full_sync_reason = "full", reason
+            walk = MerkleWalk(None, head.tree_sha)
+            if not has_any_blob(repository.id):
+                # Nothing stored for this repository: everything is needed, and one
+                # archive is cheaper than any listing plus blob calls.
+                timer.enter("fetch")
+                yield ProgressEvent(Phase.FETCH, 0, 0, "downloading the tarball")
+                flat = yield from _tarball(gh, writer, head.commit_sha, None, 0)
+                root, trees = build_trees(flat)
+                if root != head.tree_sha:
+                    log.info(
+                        "tarball tree %s differs from %s (submodules, export-ignore or "
+                        "export-subst); walking the differing trees",
+                        root,
+                        head.tree_sha,
+                    )
+                source.add(trees)
+                content_from_tarball = True
+                timer.enter("diff")
+            yield ProgressEvent(Phase.DIFF, 0, 1, "listing the tree (full)")
+            source.drive(walk, head.tree_sha, recursive_after=0)
+            new_files = walk.new_files()
+            plan.delta = diff_flat(current_files(project.id), new_files)
+            plan.total_files = len(new_files)
+        store_trees(repository.id, source.new_trees(walk.new_tree_shas))
+        yield ProgressEvent(Phase.DIFF, 1, 1, _describe(plan.delta))
+
+        timer.enter("fetch")
+        needed = {entry.sha: entry.size for _path, entry in plan.delta.opened if entry.has_blob}
+        missing = {
+            sha: size
+            for sha, size in needed.items()
+            if sha not in stored_blob_shas(repository.id, needed)
+        }
+        strategy = choose_fetch(len(missing), plan.total_files, FETCH_COSTS)
+        if strategy is FetchStrategy.TARBALL:
+            wanted = set(missing)
+            yield from _tarball(gh, writer, head.commit_sha, wanted, plan.total_files)
+            missing = {sha: missing[sha] for sha in wanted}  # what the archive lacked
+            content_from_tarball = True
+        if missing:
+            yield ProgressEvent(Phase.FETCH, 0, len(missing), f"fetching {len(missing)} blobs")
+            events: list[ProgressEvent] = []
+            fetch_blobs(
+                gh,
+                writer,
+                missing,
+                lambda done, total: events.append(
+                    ProgressEvent(Phase.FETCH, done, total, "fetching blobs")
+                ),
+            )
+            yield from events
+        plan.mode += "+tarball" if content_from_tarball else "+blobs" if needed else ""
+
+    timer.enter("apply")
+    yield ProgressEvent(Phase.APPLY, 0, len(plan.delta.changes), "writing the new state")
+    timer.enter("end")
+    plan.api_calls, plan.bytes_fetched = gh.stats.calls, gh.stats.bytes
+    plan.phase_seconds = dict(timer.seconds)
+    started = time.monotonic()
+    apply_sync(plan)
+    db.session.expire_all()
+    sync.phase_seconds = {**plan.phase_seconds, "apply": round(time.monotonic() - started, 4)}
+    db.session.commit()
+    yield ProgressEvent(
+        Phase.APPLY, len(plan.delta.changes), len(plan.delta.changes), _describe(plan.delta)
+    )
+    return SyncStatus.SUCCEEDED
+
+
+def _tarball(
+    gh: GitHubConnector, writer: BlobWriter, commit_sha: str, wanted: set[str] | None, expected: int
+) -> Generator[ProgressEvent, None, Any]:
+    events: list[ProgressEvent] = []
+    flat = read_tarball(
+        gh,
+        writer,
+        commit_sha,
+        wanted=wanted,
+        expected_files=expected,
+        progress=lambda done, total: events.append(
+            ProgressEvent(Phase.FETCH, done, total, "reading the tarball")
+        ),
+    )
+    yield from events[-3:]
+    return flat
+
+
+def _count_files(project_id: int) -> int:
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(RepositoryFile)
+            .where(
+                RepositoryFile.project_id == project_id, RepositoryFile.valid_to_sync_id.is_(None)
+            )
+        )
+        or 0
+    )
+
+
+def _tree_stored(repository_id: int, sha: str) -> bool:
+    return (
+        db.session.scalar(
+            select(GitTree.id).where(GitTree.repository_id == repository_id, GitTree.sha == sha)
+        )
+        is not None
+    )
+
+
+def _describe(delta: Delta) -> str:
+    from sync_jobs.core.diff import ChangeKind
+
+    parts = [f"{delta.count(kind)} {kind}" for kind in ChangeKind if delta.count(kind)]
+    if delta.renames:
+        parts.append(f"{len(delta.renames)} renamed")
+    return ", ".join(parts) or "no changes"
+
+
+@in_app_context
+def execute_sync(sync_id: int, *, full: bool = False) -> None:
+    """Run one claimed sync to its end and record the outcome (see the module docstring)."""
+    publisher = ProgressPublisher(redis_connection(), sync_id=sync_id)
+    stats = CallStats()
+    status = SyncStatus.FAILED
+    try:
+        pipeline = run_pipeline(sync_id, stats=stats, full=full)
+        while True:
+            try:
+                publisher.publish(next(pipeline))
+            except StopIteration as stop:
+                status = stop.value
+                break
+    except PermanentSyncError as exc:
+        db.session.rollback()
+        _record(sync_id, SyncStatus.FAILED, str(exc), stats)
+        publisher.publish(
+            ProgressEvent(Phase.DONE, 1, 1, str(exc), outcome=SyncStatus.FAILED), force=True
+        )
+        return
+    except BaseException as exc:
+        db.session.rollback()
+        message = (
+            f"{exc} (will be retried)" if str(exc) else f"{type(exc).__name__} (will be retried)"
+        )
+        _record(sync_id, SyncStatus.QUEUED, message, stats)
+        publisher.publish(ProgressEvent(Phase.RETRY, 0, 0, message), force=True)
+        raise
+    sync = db.session.get_one(ProjectSync, sync_id)
+    message = {
+        SyncStatus.SUCCEEDED: f"synced {sync.head_commit_sha or ''}".strip(),
+        SyncStatus.SUPERSEDED: "another sync already brought the project to this head",
+    }.get(status, status.value)
+    publisher.publish(ProgressEvent(Phase.DONE, 1, 1, message, outcome=status), force=True)
+
+
+def _record(sync_id: int, status: SyncStatus, message: str, stats: CallStats) -> None:
+    sync = db.session.get(ProjectSync, sync_id)
+    if sync is None:
+        return
+    sync.status = status
+    sync.error = message
+    sync.api_calls = stats.calls
+    sync.bytes_fetched = stats.bytes
+    if status.is_final:
+        sync.finished_at = utcnow()
+    db.session.commit()
+
+
+def mark_failed(sync_id: int, message: str) -> None:
+    """For the job layer: a retryable failure that ran out of retries becomes final."""
+    _record(sync_id, SyncStatus.FAILED, message, CallStats())
