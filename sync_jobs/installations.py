@@ -270,8 +270,11 @@ def installation_suspended(payload: Payload, *, delivery_id: str) -> Outcome:
 
 def installation_unsuspended(payload: Payload, *, delivery_id: str) -> Outcome:
     """Resume: one catch-up sync per tracked project, since pushes were ignored meanwhile."""
+    existing = db.session.scalar(
+        select(Installation).filter_by(github_id=payload["installation"]["id"])
+    )
+    was_suspended = existing is not None and existing.suspended_at is not None
     installation = _installation(payload)
-    was_suspended = installation.suspended_at is not None
     installation.suspended_at = None
     db.session.commit()
     if not was_suspended:

@@ -94,14 +94,15 @@ def deliver(
 
 
 def run_delivery_jobs(app: Flask) -> int:
-    """Run every queued delivery job in this process (RQ's SimpleWorker, burst mode)."""
+    """Run every queued delivery job in this process (RQ's SimpleWorker, burst mode);
+    return how many jobs there were."""
     with app.app_context():
         connection = redis_connection()
-        worker = SimpleWorker(
-            [Queue(DELIVERIES_QUEUE, connection=connection)], connection=connection
-        )
-        worker.work(burst=True)
-        return int(worker.successful_job_count)
+        queue = Queue(DELIVERIES_QUEUE, connection=connection)
+        count = queue.count
+        SimpleWorker([queue], connection=connection).work(burst=True)
+        assert queue.count == 0
+        return count
 
 
 def queued_count(app: Flask, name: str = DELIVERIES_QUEUE) -> int:
