@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 from models import db
 from webhook_app import create_app
 
-# The emulator fixtures are registered here once github_emulator.testing exists.
+# The GitHub emulator's fixtures (github_emulator, sample_repository, ...) for every test.
+pytest_plugins = ["github_emulator.testing"]
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -29,7 +29,6 @@ from models import (
 from models.queries import file_rows_at, lineage, memory_entries
 from tests.conftest import base_settings
 
-pytest_plugins = ["github_emulator.testing"]
 
 
 @pytest.fixture
