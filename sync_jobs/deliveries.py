@@ -16,6 +16,7 @@ import json
 from datetime import UTC, datetime
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Job
 from sqlalchemy import select
@@ -43,8 +44,16 @@ def enqueue_delivery(queue: Queue, *, delivery_id: str) -> Job:
 
     Enqueueing again under the same id replaces a finished or failed job of that
     delivery, which is what a sweep wants; a live one is never replaced because the
-    sweeper checks first.
+    sweeper checks first. Everything RQ writes goes in one pipeline: one round trip
+    on the receiver's hot path instead of two.
     """
+    with queue.connection.pipeline() as pipe:
+        job = _enqueue(queue, delivery_id, pipe)
+        pipe.execute()
+    return job
+
+
+def _enqueue(queue: Queue, delivery_id: str, pipe: Pipeline) -> Job:
     return queue.enqueue_call(
         PROCESS_DELIVERY,
         args=(delivery_id,),
@@ -55,6 +64,7 @@ def enqueue_delivery(queue: Queue, *, delivery_id: str) -> Job:
             max=defaults.DELIVERY_MAX_ATTEMPTS - 1,
             interval=list(defaults.DELIVERY_RETRY_INTERVALS_SECONDS),
         ),
+        pipeline=pipe,
     )
 
 

@@ -72,22 +72,31 @@ def _read_body(limit: int) -> bytes:
 
 
 def _store(delivery: events.Delivery, status: DeliveryStatus, reason: str | None) -> None:
-    db.session.execute(
-        insert(WebhookDelivery).values(
-            delivery_id=delivery.delivery_id,
-            event=delivery.event,
-            action=delivery.action,
-            hook_id=delivery.hook_id,
-            installation_github_id=delivery.installation_github_id,
-            repository_github_id=delivery.repository_github_id,
-            payload=delivery.payload_text,
-            status=status,
-            status_reason=reason,
-            attempts=0,
-            received_at=utcnow(),
+    """One INSERT in autocommit mode: a single round trip, atomic on its own.
+
+    No ORM session and no BEGIN/COMMIT pair: the row is the whole transaction, and
+    the unique delivery id makes a duplicate fail here with nothing written.
+    """
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(
+            _INSERT,
+            {
+                "delivery_id": delivery.delivery_id,
+                "event": delivery.event,
+                "action": delivery.action,
+                "hook_id": delivery.hook_id,
+                "installation_github_id": delivery.installation_github_id,
+                "repository_github_id": delivery.repository_github_id,
+                "payload": delivery.payload_text,
+                "status": status,
+                "status_reason": reason,
+                "attempts": 0,
+                "received_at": utcnow(),
+            },
         )
-    )
-    db.session.commit()
+
+
+_INSERT = insert(WebhookDelivery)
 
 
 def _mark_pending(delivery_id: str) -> None:
@@ -124,10 +133,8 @@ def receive() -> ResponseReturnValue:
     try:
         _store(delivery, status, reason)
     except IntegrityError:
-        db.session.rollback()
         return _answer(200, {"status": "duplicate", "delivery_id": delivery.delivery_id})
     except SQLAlchemyError as exc:
-        db.session.rollback()
         log.warning("delivery %s not stored, database unavailable: %s", delivery.delivery_id, exc)
         return _answer(
             503,

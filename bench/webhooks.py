@@ -1,0 +1,457 @@
+"""Webhook receiver benchmark: gunicorn + PostgreSQL + Redis, load from another process.
+
+``python -m bench.webhooks`` (``--help`` for knobs). It creates its own PostgreSQL
+database and starts its own redis-server on a free port (nothing shared is touched),
+starts gunicorn on 127.0.0.1 with ``wsgi:app``, and drives it with a small asyncio
+HTTP/1.1 keep-alive client in a separate process, sending signed deliveries of the
+recorded ~8 KB push payload, each with a unique ``X-GitHub-Delivery``:
+
+1. saturation: a closed loop over ``--connections`` connections for ``--seconds``;
+   reports deliveries/s;
+2. fixed rate: an open loop at ``--rate`` deliveries/s; latency is measured from each
+   request's scheduled send time, so a stall is not hidden (no coordinated omission);
+   reports p50/p99;
+3. count check: every delivery answered 202 is stored exactly once.
+
+``--profile`` instead runs the request path in-process under cProfile (test client,
+same database) and prints where the time goes. Everything stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PAYLOAD = ROOT / "tests" / "webhooks" / "payloads" / "push.json"
+SECRET = "bench-webhook-secret"
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PROBOT_REFERENCE = 10_000
+"""Deliveries/s Probot verifies and routes on this machine while storing nothing."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def body_bytes() -> bytes:
+    return json.dumps(json.loads(PAYLOAD.read_text()), separators=(",", ":")).encode()
+
+
+# --- load generator (runs in its own process) --------------------------------------------
+
+
+def _request(port: int, body: bytes, signature: str, delivery_id: str) -> bytes:
+    head = (
+        f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "User-Agent: GitHub-Hookshot/bench\r\nContent-Type: application/json\r\n"
+        f"X-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery_id}\r\n"
+        f"X-GitHub-Hook-ID: 77\r\nX-Hub-Signature-256: {signature}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    writer.write(request)
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("server closed the connection")
+    status = int(status_line.split()[1])
+    length = 0
+    close = False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "connection" and value.strip().lower() == "close":
+            close = True
+    await reader.readexactly(length)
+    if close:
+        raise ConnectionResetError("server asked to close")
+    return status
+
+
+class Client:
+    def __init__(self, port: int, body: bytes, signature: str) -> None:
+        self.port, self.body, self.signature = port, body, signature
+        self.acknowledged: list[str] = []
+        self.statuses: dict[int, int] = {}
+        self.errors = 0
+
+    async def one(self, conn: list[Any]) -> None:
+        delivery_id = str(uuid.uuid4())
+        request = _request(self.port, self.body, self.signature, delivery_id)
+        for _ in range(2):
+            if conn[0] is None:
+                conn[0] = await asyncio.open_connection("127.0.0.1", self.port)
+            try:
+                status = await _exchange(*conn[0], request)
+                break
+            except (ConnectionError, asyncio.IncompleteReadError):
+                conn[0][1].close()
+                conn[0] = None
+        else:
+            self.errors += 1
+            return
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == 202:
+            self.acknowledged.append(delivery_id)
+
+
+async def _saturate(client: Client, connections: int, seconds: float) -> float:
+    deadline = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        conn: list[Any] = [None]
+        while time.perf_counter() < deadline:
+            await client.one(conn)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(connections)))
+    return time.perf_counter() - started
+
+
+async def _fixed_rate(client: Client, rate: float, seconds: float, pool: int) -> list[float]:
+    idle: asyncio.Queue[list[Any]] = asyncio.Queue()
+    for _ in range(pool):
+        idle.put_nowait([None])
+    latencies: list[float] = []
+    tasks = []
+
+    async def fire(scheduled: float) -> None:
+        conn = await idle.get()
+        try:
+            await client.one(conn)
+            latencies.append(time.perf_counter() - scheduled)
+        finally:
+            idle.put_nowait(conn)
+
+    start = time.perf_counter()
+    total = int(rate * seconds)
+    for number in range(total):
+        scheduled = start + number / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(scheduled)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def load_process(mode: str, port: int, options: dict[str, Any], out: Any) -> None:
+    import hashlib
+    import hmac
+
+    body = body_bytes()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    client = Client(port, body, signature)
+    result: dict[str, Any] = {}
+    if mode == "saturation":
+        elapsed = asyncio.run(_saturate(client, options["connections"], options["seconds"]))
+        result["elapsed"] = elapsed
+    else:
+        latencies = asyncio.run(
+            _fixed_rate(client, options["rate"], options["seconds"], options["connections"])
+        )
+        result["latencies"] = latencies
+    result.update(acknowledged=client.acknowledged, statuses=client.statuses, errors=client.errors)
+    out.send(result)
+
+
+def run_load(mode: str, port: int, **options: Any) -> dict[str, Any]:
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    process = multiprocessing.Process(target=load_process, args=(mode, port, options, sender))
+    process.start()
+    result: dict[str, Any] = receiver.recv()
+    process.join()
+    return result
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+class Services:
+    """A fresh PostgreSQL database and a private redis-server, removed at the end."""
+
+    def __init__(self) -> None:
+        self.database = f"bench_webhooks_{os.getpid()}_{secrets.token_hex(3)}"
+        self.redis_port = free_port()
+        self.redis: subprocess.Popen[bytes] | None = None
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.database}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def __enter__(self) -> Services:
+        import psycopg
+        from redis import Redis
+
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+        self.redis = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                Redis.from_url(self.redis_url).ping()
+                break
+            except Exception:
+                time.sleep(0.05)
+        from models import db
+        from webhook_app import create_app
+
+        app = create_app(self.settings())
+        with app.app_context():
+            db.create_all()
+            db.engine.dispose()
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "SECRET_KEY": "bench",
+            "WEBHOOK_SECRETS": (SECRET,),
+        }
+
+    def environment(self) -> dict[str, str]:
+        keep = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "REDIS"))}
+        return {
+            **keep,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "SECRET_KEY": "bench",
+            "WEBHOOK_SECRET": SECRET,
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def stored(self) -> tuple[int, int]:
+        import psycopg
+
+        url = f"postgresql://postgres@127.0.0.1:5432/{self.database}"
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*), count(DISTINCT delivery_id) FROM webhook_delivery"
+            ).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+
+    def stored_ids(self) -> set[str]:
+        import psycopg
+
+        url = f"postgresql://postgres@127.0.0.1:5432/{self.database}"
+        with psycopg.connect(url) as conn:
+            return {r[0] for r in conn.execute("SELECT delivery_id FROM webhook_delivery")}
+
+    def truncate(self) -> None:
+        import psycopg
+
+        url = f"postgresql://postgres@127.0.0.1:5432/{self.database}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE webhook_delivery")
+
+    def __exit__(self, *exc: object) -> None:
+        import psycopg
+
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait()
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def start_gunicorn(
+    services: Services, args: argparse.Namespace
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "wsgi:app",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        args.worker_class,
+        "--threads",
+        str(args.threads),
+        "--keep-alive",
+        "30",
+        "--backlog",
+        "2048",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=services.environment())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise RuntimeError("gunicorn did not start")
+    time.sleep(1.0)  # let every worker finish importing the app
+    return process, port
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    with Services() as services:
+        gunicorn, port = start_gunicorn(services, args)
+        try:
+            run_load("saturation", port, connections=args.connections, seconds=2)  # warm-up
+            services.truncate()
+            saturation = run_load(
+                "saturation", port, connections=args.connections, seconds=args.seconds
+            )
+            throughput = len(saturation["acknowledged"]) / saturation["elapsed"]
+            fixed = run_load(
+                "fixed", port, rate=args.rate, seconds=args.seconds, connections=args.connections
+            )
+        finally:
+            gunicorn.send_signal(signal.SIGTERM)
+            gunicorn.wait(timeout=30)
+        acknowledged = saturation["acknowledged"] + fixed["acknowledged"]
+        rows, distinct = services.stored()
+        stored_ids = services.stored_ids()
+    latencies_ms = [value * 1000 for value in fixed["latencies"]]
+    result = {
+        "server": f"gunicorn {args.worker_class} workers={args.workers} threads={args.threads}",
+        "saturation_deliveries_per_second": round(throughput, 1),
+        "saturation_statuses": saturation["statuses"],
+        "fixed_rate": args.rate,
+        "fixed_rate_achieved": round(len(latencies_ms) / args.seconds, 1),
+        "p50_ms": round(statistics.median(latencies_ms), 2),
+        "p99_ms": round(percentile(latencies_ms, 0.99), 2),
+        "fixed_statuses": fixed["statuses"],
+        "errors": saturation["errors"] + fixed["errors"],
+        "acknowledged": len(acknowledged),
+        "stored_rows": rows,
+        "stored_exactly_once": rows == distinct == len(acknowledged)
+        and stored_ids == set(acknowledged),
+        "ratio_to_probot": round(throughput / PROBOT_REFERENCE, 3),
+    }
+    return result
+
+
+def profile(requests: int) -> None:
+    """The request path in-process under cProfile: where one delivery's time goes."""
+    import cProfile
+    import pstats
+
+    from webhook_app import create_app
+
+    with Services() as services:
+        app = create_app(services.settings())
+        client = app.test_client()
+        body = body_bytes()
+        from githubkit.webhooks import sign
+
+        signature = sign(SECRET, body, "sha256")
+
+        def send() -> None:
+            response = client.post(
+                "/webhooks/github",
+                data=body,
+                headers={
+                    "X-GitHub-Event": "push",
+                    "X-GitHub-Delivery": str(uuid.uuid4()),
+                    "X-Hub-Signature-256": signature,
+                    "Content-Type": "application/json",
+                },
+            )
+            assert response.status_code == 202, response.data
+
+        for _ in range(50):
+            send()
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        for _ in range(requests):
+            send()
+        profiler.disable()
+        elapsed = time.perf_counter() - started
+        print(
+            f"{requests} deliveries in-process: {elapsed / requests * 1e3:.3f} ms each "
+            "(profiler overhead included)"
+        )
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        with app.app_context():
+            from models import db
+
+            db.engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker-class", default="gthread")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument(
+        "--profile", type=int, metavar="N", default=0, help="profile N in-process requests instead"
+    )
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args(argv)
+    if args.profile:
+        profile(args.profile)
+        return
+    result = benchmark(args)
+    for key, value in result.items():
+        print(f"{key:36} {value}")
+    floor_ok = result["saturation_deliveries_per_second"] >= 1000 and result["p99_ms"] < 50
+    print(f"{'floor (>=1000/s, p99<50ms at 500/s)':36} {'met' if floor_ok else 'NOT met'}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
