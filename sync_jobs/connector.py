@@ -130,6 +130,7 @@ class GitHubConnector:
         installation_id: int,
         full_name: str,
         sleep: Callable[[float], None] = time.sleep,
+        timeout: float = defaults.HTTP_TIMEOUT_SECONDS,
     ) -> None:
         self.stats = CallStats()
         self.full_name = full_name
@@ -144,7 +145,7 @@ class GitHubConnector:
             base_url=base_url,
             http_cache=False,
             auto_retry=False,
-            timeout=defaults.HTTP_TIMEOUT_SECONDS,
+            timeout=timeout,
         )
         self._pool = ThreadPoolExecutor(defaults.FETCH_CONCURRENCY, thread_name_prefix="github")
 

@@ -166,6 +166,8 @@ def run_pipeline(sync_id: int, *, stats: CallStats | None = None, full: bool = F
         redis=redis_connection(),
         installation_id=repository.installation.github_id,
         full_name=repository.full_name,
+        # Not a documented setting: tests shorten it to meet injected hangs quickly.
+        timeout=config.get("SYNC_HTTP_TIMEOUT_SECONDS", defaults.HTTP_TIMEOUT_SECONDS),
     ) as gh:
         gh.stats = stats
         for attempt in range(defaults.APPLY_RACE_RETRIES):

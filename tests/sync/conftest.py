@@ -30,7 +30,6 @@ from models.queries import file_rows_at, lineage, memory_entries
 from tests.conftest import base_settings
 
 
-
 @pytest.fixture
 def app_settings(
     database_url: str, redis_url: str, tmp_path: Path, github_emulator: EmulatorServer
@@ -41,6 +40,8 @@ def app_settings(
         APP_ID=github_emulator.app_id,
         PRIVATE_KEY=github_emulator.private_key_pem,
         SYNC_MAX_BLOB_BYTES=64 * 1024,
+        # The emulator's "reset" fault hangs instead of resetting; don't wait 30 s for it.
+        SYNC_HTTP_TIMEOUT_SECONDS=2.0,
     )
     return settings
 
