@@ -126,3 +126,7 @@ TARBALL_SECONDS_PER_FILE = 0.00004
 
 BLOB_CALL_SECONDS = 0.1
 """Cost of one git/blobs call, dominated by GitHub's ~100 ms latency."""
+
+RECURSIVE_TREE_FIRST_MAX_FILES = 5_000
+"""Up to this many files an incremental sync asks for the recursive tree at once (one
+call of well under a megabyte) instead of walking changed directories level by level."""

@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import select
 
 from models import Blob, db
+from models.base import utcnow
 from sync_jobs import defaults
-from sync_jobs.apply import insert_ignoring_conflicts, table_of
+from sync_jobs.apply import copy_ignoring_conflicts, table_of
 from sync_jobs.connector import GitHubConnector
 from sync_jobs.core.plan import ContentKind, classify_content, tar_member_mode, tar_member_path
 from sync_jobs.core.tree import BlobHasher, FileEntry, FlatTree, blob_sha
@@ -67,6 +68,7 @@ def blob_row(
         "size": size,
         "is_binary": kind is ContentKind.BINARY,
         "content": text,
+        "created_at": utcnow(),
     }
 
 
@@ -88,7 +90,7 @@ class BlobWriter:
 
     def flush(self) -> None:
         if self._rows:
-            insert_ignoring_conflicts(table_of(Blob), self._rows, ("repository_id", "sha"))
+            copy_ignoring_conflicts(table_of(Blob), self._rows, ("repository_id", "sha"))
             db.session.commit()
             self.written += len(self._rows)
         self._rows, self._buffered = [], 0

@@ -66,3 +66,25 @@ class InstallationTokens:
     def forget(self, *, installation_id: int) -> None:
         """Drop a token GitHub refused (revoked, or the installation was recreated)."""
         self._redis.delete(keys.installation_token_key(installation_id))
+
+
+def discover_repository(app: GitHub[Any], full_name: str) -> dict[str, Any]:
+    """The installation that grants ``full_name`` and the repository's own fields.
+
+    Used to start tracking a repository no webhook has told us about (the CLI).
+    """
+    owner, _, name = full_name.partition("/")
+    installation: dict[str, Any] = dict(app.rest.apps.get_repo_installation(owner, name).json())
+    tokens = app.rest.apps.create_installation_access_token(installation["id"]).json()
+    with GitHub(str(tokens["token"]), base_url=str(app.config.base_url), http_cache=False) as gh:
+        repository: dict[str, Any] = dict(gh.rest.repos.get(owner, name).json())
+    account: dict[str, Any] = dict(installation.get("account") or {})
+    return {
+        "installation_id": installation["id"],
+        "account_login": account.get("login", owner),
+        "account_type": account.get("type", "User"),
+        "repository_id": repository["id"],
+        "full_name": repository["full_name"],
+        "default_branch": repository.get("default_branch") or "main",
+        "private": bool(repository.get("private")),
+    }

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from flask import current_app
@@ -241,11 +241,17 @@ def _attempt(
         if reason is None:
             yield ProgressEvent(Phase.DIFF, 0, 1, "comparing trees (delta)")
             walk = MerkleWalk(current_tree, head.tree_sha)
-            source.drive(walk, head.tree_sha, recursive_after=defaults.RECURSIVE_TREE_AFTER_CALLS)
-            plan.delta = walk.delta()
-            plan.total_files = (
-                _count_files(project.id) + len(plan.delta.opened) - len(plan.delta.closed_paths)
+            known_files = _count_files(project.id)
+            # A small repository's recursive tree is one cheap call, cheaper than a walk
+            # of one call per changed level; a big one's is megabytes (or truncated).
+            recursive_after = (
+                0
+                if known_files <= defaults.RECURSIVE_TREE_FIRST_MAX_FILES
+                else defaults.RECURSIVE_TREE_AFTER_CALLS
             )
+            source.drive(walk, head.tree_sha, recursive_after=recursive_after)
+            plan.delta = walk.delta()
+            plan.total_files = known_files + len(plan.delta.opened) - len(plan.delta.closed_paths)
             plan.mode = "delta"
         else:
             log.info("full sync of project %s: %s", project.id, reason)
@@ -269,7 +275,13 @@ def _attempt(
                 content_from_tarball = True
                 timer.enter("diff")
             yield ProgressEvent(Phase.DIFF, 0, 1, "listing the tree (full)")
-            source.drive(walk, head.tree_sha, recursive_after=0)
+            # After a tarball only the trees that differ from it (submodules, export
+            # attributes) are missing: walk to them instead of listing everything again.
+            source.drive(
+                walk,
+                head.tree_sha,
+                recursive_after=defaults.RECURSIVE_TREE_AFTER_CALLS if content_from_tarball else 0,
+            )
             new_files = walk.new_files()
             plan.delta = diff_flat(current_files(project.id), new_files)
             plan.total_files = len(new_files)
@@ -278,11 +290,8 @@ def _attempt(
 
         timer.enter("fetch")
         needed = {entry.sha: entry.size for _path, entry in plan.delta.opened if entry.has_blob}
-        missing = {
-            sha: size
-            for sha, size in needed.items()
-            if sha not in stored_blob_shas(repository.id, needed)
-        }
+        stored = stored_blob_shas(repository.id, needed)
+        missing = {sha: size for sha, size in needed.items() if sha not in stored}
         strategy = choose_fetch(len(missing), plan.total_files, FETCH_COSTS)
         if strategy is FetchStrategy.TARBALL:
             wanted = set(missing)
@@ -369,8 +378,16 @@ def _describe(delta: Delta) -> str:
 
 
 @in_app_context
-def execute_sync(sync_id: int, *, full: bool = False) -> None:
-    """Run one claimed sync to its end and record the outcome (see the module docstring)."""
+def execute_sync(
+    sync_id: int,
+    *,
+    full: bool = False,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+) -> None:
+    """Run one claimed sync to its end and record the outcome (see the module docstring).
+
+    ``on_event`` sees every event as well (the CLI draws its progress bar with it).
+    """
     publisher = ProgressPublisher(redis_connection(), sync_id=sync_id)
     stats = CallStats()
     status = SyncStatus.FAILED
@@ -378,16 +395,20 @@ def execute_sync(sync_id: int, *, full: bool = False) -> None:
         pipeline = run_pipeline(sync_id, stats=stats, full=full)
         while True:
             try:
-                publisher.publish(next(pipeline))
+                event = next(pipeline)
+                publisher.publish(event)
+                if on_event is not None:
+                    on_event(event)
             except StopIteration as stop:
                 status = stop.value
                 break
     except PermanentSyncError as exc:
         db.session.rollback()
         _record(sync_id, SyncStatus.FAILED, str(exc), stats)
-        publisher.publish(
-            ProgressEvent(Phase.DONE, 1, 1, str(exc), outcome=SyncStatus.FAILED), force=True
-        )
+        failed = ProgressEvent(Phase.DONE, 1, 1, str(exc), outcome=SyncStatus.FAILED)
+        publisher.publish(failed, force=True)
+        if on_event is not None:
+            on_event(failed)
         return
     except BaseException as exc:
         db.session.rollback()
@@ -402,7 +423,10 @@ def execute_sync(sync_id: int, *, full: bool = False) -> None:
         SyncStatus.SUCCEEDED: f"synced {sync.head_commit_sha or ''}".strip(),
         SyncStatus.SUPERSEDED: "another sync already brought the project to this head",
     }.get(status, status.value)
-    publisher.publish(ProgressEvent(Phase.DONE, 1, 1, message, outcome=status), force=True)
+    final = ProgressEvent(Phase.DONE, 1, 1, message, outcome=status)
+    publisher.publish(final, force=True)
+    if on_event is not None:
+        on_event(final)
 
 
 def _record(sync_id: int, status: SyncStatus, message: str, stats: CallStats) -> None:
