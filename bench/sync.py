@@ -159,8 +159,9 @@ class Bench:
         }
 
     def first_sync(self) -> None:
-        from models import ProjectSync, RepositoryFile, db
         from sqlalchemy import func, select
+
+        from models import ProjectSync, RepositoryFile, db
 
         sync_id = self.new_sync()
         before, started = self.calls(), time.monotonic()
@@ -300,7 +301,7 @@ def main() -> None:
         try:
             db.session.remove()
             db.engine.dispose()  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - no app context when setup failed early
+        except Exception:
             pass
         drop_database(db_name)
         redis.Redis.from_url(redis_url).flushdb()

@@ -81,10 +81,8 @@ def bulk_insert(table: Table, rows: list[dict[str, Any]]) -> None:
     raw = connection.connection.driver_connection
     names = ", ".join(f'"{c}"' for c in columns)
     with (
-        raw.cursor() as cursor,
-        cursor.copy(  # type: ignore[union-attr]
-            f'COPY "{table.name}" ({names}) FROM STDIN'
-        ) as copy,
+        raw.cursor() as cursor,  # type: ignore[union-attr]
+        cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy,
     ):
         for row in rows:
             copy.write_row([row[c] for c in columns])

@@ -39,6 +39,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(health.bp)
 
+    from webhook_app import cli
+
+    app.cli.add_command(cli.sync_command)
+
     from sync_jobs import sweeper
     from webhook_app import webhooks
 
