@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -32,6 +33,7 @@ DEV_REDIS_PORT = 6390
 EMULATOR_PORT = int(os.environ.get("EMULATOR_PORT", "8765"))
 WEB_PORT = int(os.environ.get("PORT", "5000"))
 STARTUP_TIMEOUT_SECONDS = 30
+DEMO_OWNER, DEMO_NAME = "demo", "sample"
 
 
 class Supervisor:
@@ -125,8 +127,8 @@ def ensure_redis(env: dict[str, str], supervisor: Supervisor) -> None:
     print(f"Started redis-server at {env['REDIS_URL']} (nothing is persisted)")
 
 
-def start_emulator(env: dict[str, str], supervisor: Supervisor) -> None:
-    """Start the bundled GitHub with a demo repository and point the app at it."""
+def start_emulator(env: dict[str, str], supervisor: Supervisor) -> str:
+    """Start the bundled GitHub and point the app at it; returns the emulator's URL."""
     data_dir = INSTANCE / "emulator"
     credentials = data_dir / "app.json"
     emulator_url = f"http://127.0.0.1:{EMULATOR_PORT}"
@@ -148,25 +150,57 @@ def start_emulator(env: dict[str, str], supervisor: Supervisor) -> None:
         env,
     )
     wait_until(
-        lambda: urllib.request.urlopen(emulator_url + "/_emulator/health").status == 200,
+        lambda: urllib.request.urlopen(emulator_url + "/_emulator/app").status == 200,
         "the GitHub emulator",
     )
     app = json.loads(credentials.read_text())
     env.update(
-        APP_ID=str(app["id"]),
-        PRIVATE_KEY=app["pem"],
+        APP_ID=str(app["app_id"]),
+        PRIVATE_KEY=app["private_key_pem"],
         WEBHOOK_SECRET=app["webhook_secret"],
         GITHUB_API_URL=emulator_url,
+        GITHUB_CLIENT_ID=app["client_id"],
+        GITHUB_CLIENT_SECRET=app["client_secret"],
     )
-    print(f"No APP_ID configured: using the GitHub emulator at {emulator_url} (App {app['id']})")
+    print(f"No APP_ID configured: using the GitHub emulator at {emulator_url}")
+    return emulator_url
+
+
+def _post_json(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {}
 
 
 def install_demo(emulator_url: str) -> None:
-    """Ask the emulator for its demo repository and installation (it sends the webhooks)."""
-    request = urllib.request.Request(emulator_url + "/_emulator/demo", method="POST")
-    with urllib.request.urlopen(request, timeout=120) as answer:
-        demo = json.loads(answer.read())
-    print(f"Demo: installed the App on {demo.get('repository', 'a generated repository')}")
+    """Push a generated repository to the emulator and install the App on it.
+
+    The emulator then sends ``installation created``; the app creates the project and
+    queues its first sync, exactly as with GitHub. Runs after the web process answers,
+    so no webhook is sent into the void.
+    """
+    from github_emulator.history import generate_repository, push
+
+    status, created = _post_json(
+        emulator_url + "/_emulator/repositories", {"owner": DEMO_OWNER, "name": DEMO_NAME}
+    )
+    if status == 201:
+        work_dir = INSTANCE / "emulator-demo-work"
+        generate_repository(work_dir, seed=42, files=500, directories=20, commits=5)
+        push(work_dir, str(created["clone_url"]), force=True)
+    _post_json(
+        emulator_url + "/_emulator/installations",
+        {"account": DEMO_OWNER, "repositories": [f"{DEMO_OWNER}/{DEMO_NAME}"]},
+    )
+    print(f"Demo: installed the App on {DEMO_OWNER}/{DEMO_NAME}; its first sync is queued")
 
 
 def main() -> int:
@@ -178,9 +212,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         ensure_redis(env, supervisor)
-        demo = not env.get("APP_ID")
-        if demo:
-            start_emulator(env, supervisor)
+        emulator_url = None if env.get("APP_ID") else start_emulator(env, supervisor)
         subprocess.run(
             [sys.executable, "-m", "flask", "--app", "wsgi:app", "db", "upgrade"],
             cwd=ROOT,
@@ -191,12 +223,27 @@ def main() -> int:
             "web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env
         )
         supervisor.start("worker", [sys.executable, "-m", "sync_jobs.worker"], env)
+        supervisor.start(
+            "sweeper",
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "wsgi:app",
+                "deliveries",
+                "sweep",
+                "--every",
+                "30",
+            ],
+            env,
+        )
         web = f"http://127.0.0.1:{WEB_PORT}"
         wait_until(
             lambda: urllib.request.urlopen(web + "/healthz").status == 200, "the web process"
         )
-        if demo:
-            install_demo(env["GITHUB_API_URL"])
+        if emulator_url:
+            install_demo(emulator_url)
         print(f"Project Sync is running at {web}/ (Ctrl-C stops everything)")
         return supervisor.wait()
     except KeyboardInterrupt:
