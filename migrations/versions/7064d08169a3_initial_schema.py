@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 42ad97b56123
+Revision ID: 7064d08169a3
 Revises: 
-Create Date: 2026-11-24 20:13:18.347078
+Create Date: 2026-11-24 20:45:35.367308
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '42ad97b56123'
+revision = '7064d08169a3'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -132,6 +132,9 @@ def upgrade():
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('mode', sa.String(length=32), nullable=True),
+    sa.Column('full_sync_reason', sa.Text(), nullable=True),
+    sa.Column('phase_seconds', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['previous_sync_id'], ['project_sync.id'], name=op.f('fk_project_sync_previous_sync_id_project_sync'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], name=op.f('fk_project_sync_project_id_project'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['restored_from_sync_id'], ['project_sync.id'], name=op.f('fk_project_sync_restored_from_sync_id_project_sync'), ondelete='RESTRICT'),
