@@ -242,6 +242,13 @@ class GitHubConnector:
         owner, _, repo = self.full_name.partition("/")
         return owner, repo
 
+    def default_branch(self) -> str:
+        """The repository's default branch; installation events list repositories
+        without it, and a project tracks the default branch unless told otherwise."""
+        owner, repo = self._owner_repo
+        body = self._call(lambda: self._gh.rest.repos.get(owner, repo)).json()
+        return str(body["default_branch"])
+
     def branch_head(self, branch: str) -> BranchHead:
         """The branch's head commit and root tree, read now (never from a webhook)."""
         owner, repo = self._owner_repo

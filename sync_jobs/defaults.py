@@ -56,6 +56,11 @@ SYNC_LOCK_TTL_SECONDS = 60
 SYNC_LOCK_RENEW_SECONDS = 15
 """Heartbeat interval renewing the running lock while a sync runs."""
 
+SYNC_JOB_RETRY_INTERVALS_SECONDS = (15, 60, 300)
+"""Waits before RQ reruns a sync whose job raised a retryable error (GitHub down, rate
+limited beyond what the connector waits out, a lost worker); after the last one the
+sync is marked failed with the error in words."""
+
 SYNC_POSTPONE_SECONDS = (1, 2, 4, 8, 15)
 """Delays before a sync job retries the running lock held by another sync; the last
 value repeats until the running sync ends."""

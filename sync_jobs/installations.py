@@ -57,8 +57,7 @@ def ignored(reason: str) -> Outcome:
 def _connector_default_branch(*, installation_github_id: int, full_name: str) -> str:
     """Ask GitHub for a repository's default branch (installation events do not carry it).
 
-    Uses the connector's ``default_branch()``; until the connector has it, this raises
-    and the delivery job is retried, which is louder than guessing ``main``.
+    A failure raises, so the delivery job is retried: louder than guessing ``main``.
     """
     from sync_jobs.connector import GitHubConnector
     from sync_jobs.redis_client import redis_connection
@@ -72,10 +71,7 @@ def _connector_default_branch(*, installation_github_id: int, full_name: str) ->
         installation_id=installation_github_id,
         full_name=full_name,
     ) as github:
-        lookup: Callable[[], str] | None = getattr(github, "default_branch", None)
-        if lookup is None:
-            raise NotImplementedError("GitHubConnector.default_branch() is not available")
-        return lookup()
+        return github.default_branch()
 
 
 default_branch_lookup: Callable[..., str] = _connector_default_branch

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
-from rq import Queue
+from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -47,6 +47,7 @@ from sync_jobs.keys import SYNCS_QUEUE, sync_job_id, sync_pending_key
 from sync_jobs.redis_client import redis_connection
 
 RUN_SYNC = "sync_jobs.sync_job.run_sync"
+RUN_FAILED = "sync_jobs.sync_job.on_run_failed"
 """The job function, by name, so this module does not import the sync engine."""
 
 RESERVATION_PREFIX = "reserving:"
@@ -79,6 +80,13 @@ def enqueue_run(
         "result_ttl": defaults.RESULT_TTL_SECONDS,
         "failure_ttl": defaults.FAILURE_TTL_SECONDS,
         "timeout": defaults.JOB_TIMEOUT_SECONDS,
+        # A retryable failure (or a worker killed mid-sync) reruns the same sync; the
+        # callback turns the last failure into a final, readable status on the row.
+        "retry": Retry(
+            max=len(defaults.SYNC_JOB_RETRY_INTERVALS_SECONDS),
+            interval=list(defaults.SYNC_JOB_RETRY_INTERVALS_SECONDS),
+        ),
+        "on_failure": Callback(RUN_FAILED),
     }
     kwargs = {"attempt": attempt} if attempt else {}
     if delay_seconds:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from redis import Redis
+from rq.exceptions import AbandonedJobError
+from rq.job import Job
 
 from models import ProjectSync, SyncStatus, db
 from sync_jobs import defaults
@@ -89,6 +91,32 @@ def _postpone(redis: Redis, sync: ProjectSync, attempt: int) -> str:
     sync.rq_job_id = sync_job_id(sync.id, attempt=attempt + 1)
     db.session.commit()
     return f"postponed {delay}s: another sync of project {sync.project_id} is running"
+
+
+@in_app_context
+def on_run_failed(
+    job: Job, connection: Redis, exc_type: type, exc: BaseException, tb: object
+) -> None:
+    """RQ's failure callback: record the last failure of a sync on its row.
+
+    RQ calls it on every failure, before deciding on a retry, so ``retries_left`` still
+    counts this one's retry: while any is left the sync stays ``queued`` (the engine put
+    it back with the reason in ``error``) and will run again.
+    """
+    if job.retries_left:
+        return
+    sync_id = int(job.args[0])
+    sync = db.session.get(ProjectSync, sync_id)
+    if sync is None or SyncStatus(sync.status).is_final:
+        return
+    from sync_jobs.pipeline import mark_failed
+
+    reason = "the worker running it stopped" if exc_type is AbandonedJobError else str(exc)
+    mark_failed(
+        sync_id,
+        f"gave up after {len(defaults.SYNC_JOB_RETRY_INTERVALS_SECONDS) + 1} attempts: "
+        f"{reason or exc_type.__name__}. Start a new sync when the cause is fixed.",
+    )
 
 
 @in_app_context
