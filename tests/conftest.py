@@ -130,6 +130,27 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Any) ->
     return str(request.getfixturevalue("postgres_url"))
 
 
+@pytest.fixture
+def empty_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> Iterator[str]:
+    """A database with nothing in it, on either backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
+        return
+    import psycopg
+
+    request.getfixturevalue("postgres_url")  # skips or fails if PostgreSQL is absent
+    admin = make_url(POSTGRES_ADMIN_URL)
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"project_sync_migrations_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def base_settings(database_url: str, redis_url: str, instance_path: str) -> dict[str, Any]:
     """The configuration every test app starts from."""
     return {

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import flask_migrate
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
 from models import db
 from webhook_app import create_app
 
-from .conftest import POSTGRES_ADMIN_URL, base_settings
+from .conftest import base_settings
 
 EXPECTED_TABLES = {
     "installation",
@@ -30,27 +25,6 @@ EXPECTED_TABLES = {
     "memory_entry",
     "webhook_delivery",
 }
-
-
-@pytest.fixture
-def empty_database_url(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Any
-) -> Iterator[str]:
-    """A database with nothing in it, on either backend."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
-        return
-    import psycopg
-
-    request.getfixturevalue("postgres_url")  # skips or fails if PostgreSQL is absent
-    admin = make_url(POSTGRES_ADMIN_URL)
-    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"project_sync_migrations_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_upgrade_matches_models_and_downgrade_empties(
