@@ -209,6 +209,9 @@ def main() -> int:
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     supervisor = Supervisor()
+    # Started from a shell in the background, SIGINT arrives ignored; take it back so
+    # Ctrl-C (or kill -INT) always stops every child.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         ensure_redis(env, supervisor)
