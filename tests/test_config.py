@@ -57,6 +57,14 @@ def test_a_complete_app_configuration(pem: str, tmp_path: Path) -> None:
     assert settings["PURGE_ON_UNINSTALL"] is True
 
 
+def test_public_url_loses_its_trailing_slash_and_may_have_a_path() -> None:
+    assert settings_from_environment({"PUBLIC_URL": "https://sync.example.com/"}) == {
+        "PUBLIC_URL": "https://sync.example.com"
+    }
+    settings = settings_from_environment({"PUBLIC_URL": "http://127.0.0.1:5000/sync/"})
+    assert settings["PUBLIC_URL"] == "http://127.0.0.1:5000/sync"
+
+
 def test_escaped_newlines_in_private_key_are_accepted(pem: str) -> None:
     # Many hosts only take one-line variables, so Probot accepts "\n" escapes too.
     settings = settings_from_environment(complete(pem, PRIVATE_KEY=pem.replace("\n", "\\n")))
@@ -79,6 +87,9 @@ def test_escaped_newlines_in_private_key_are_accepted(pem: str) -> None:
         ({"PURGE_ON_UNINSTALL": "maybe"}, "PURGE_ON_UNINSTALL", "true or false"),
         ({"MAX_WEBHOOK_BYTES": "lots"}, "MAX_WEBHOOK_BYTES", "positive whole number"),
         ({"SYNC_MAX_BLOB_BYTES": "0"}, "SYNC_MAX_BLOB_BYTES", "positive whole number"),
+        ({"PUBLIC_URL": "sync.example.com"}, "PUBLIC_URL", "must be a URL"),
+        ({"PUBLIC_URL": "https://sync.example.com/?x=1"}, "PUBLIC_URL", "base URL"),
+        ({"PUBLIC_URL": "https:///no-host"}, "PUBLIC_URL", "base URL"),
     ],
 )
 def test_bad_settings_name_the_variable(

@@ -38,6 +38,9 @@ class DefaultConfig:
     DATABASE_URL: str | None = None  # None: a SQLite file under the instance folder
     REDIS_URL = "redis://127.0.0.1:6379/0"
     SECRET_KEY: str | None = None
+    # The app's public base URL (https://sync.example.com), used in the App manifest,
+    # OAuth redirects and cookie flags; None: the URL each request came in on.
+    PUBLIC_URL: str | None = None
     # GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub.
     MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
     # Files larger than this keep SHA and size only; their content is not stored.
@@ -55,6 +58,20 @@ def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
             name, f"must be a URL starting with {' or '.join(schemes)}://, got {value!r}"
         )
     return value.rstrip("/")
+
+
+def _public_url(value: str) -> str:
+    """A base URL GitHub can send people and deliveries to: scheme and host, maybe a path.
+
+    A query or fragment would be mangled when paths are appended to it, so it is refused.
+    """
+    url = _url("PUBLIC_URL", value, ("http", "https"))
+    parts = urlsplit(url)
+    if not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            "PUBLIC_URL", f"must be a base URL like https://sync.example.com, got {value!r}"
+        )
+    return url
 
 
 def _database_url(value: str) -> str:
@@ -128,6 +145,8 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["DATABASE_URL"] = _database_url(value)
     if value := environ.get("REDIS_URL"):
         settings["REDIS_URL"] = _url("REDIS_URL", value, ("redis", "rediss", "unix"))
+    if value := environ.get("PUBLIC_URL"):
+        settings["PUBLIC_URL"] = _public_url(value)
     if value := environ.get("SECRET_KEY"):
         settings["SECRET_KEY"] = value
     for name in ("GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET"):
