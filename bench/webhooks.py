@@ -420,7 +420,9 @@ def profile(requests: int) -> None:
             f"{requests} deliveries in-process: {elapsed / requests * 1e3:.3f} ms each "
             "(profiler overhead included)"
         )
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats(os.environ.get("BENCH_SORT", "cumulative"))
+        stats.print_stats(int(os.environ.get("BENCH_TOP", "30")))
         with app.app_context():
             from models import db
 

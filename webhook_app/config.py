@@ -48,7 +48,15 @@ class DefaultConfig:
     # On uninstall or repository removal: delete the stored data (True) or keep it
     # readable but stop syncing (False).
     PURGE_ON_UNINSTALL = False
+    # Pages and jobs ping a pooled connection before use, so the first request after a
+    # database restart does not fail. The webhook receiver has its own engine without
+    # the ping (a round trip per delivery) and with autocommit (its INSERT is the whole
+    # transaction); it retries that INSERT once on a fresh connection instead.
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    RECEIVER_ENGINE_OPTIONS: dict[str, Any] = {
+        "pool_pre_ping": False,
+        "isolation_level": "AUTOCOMMIT",
+    }
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_migrate import Migrate
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, create_engine, event
 from sqlalchemy.engine import Engine
 
 from models import db
@@ -15,6 +15,9 @@ from models.base import UTCDateTime
 
 MIGRATIONS_DIRECTORY = str(Path(__file__).resolve().parent.parent / "migrations")
 """Alembic's folder; absolute so ``flask db`` works from any working directory."""
+
+RECEIVER_ENGINE_EXTENSION = "project_sync_receiver_engine"
+"""Where the app keeps the webhook receiver's engine (see :func:`receiver_engine`)."""
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the lock; web and worker processes share one file."""
@@ -59,3 +62,21 @@ def init_app(app: Flask) -> None:
         engine: Engine = db.engine
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _configure_sqlite)
+            # One SQLite file (or an in-memory database) must stay behind one pool;
+            # only the isolation level differs for the receiver.
+            receiver: Engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            receiver = create_engine(engine.url, **app.config["RECEIVER_ENGINE_OPTIONS"])
+    app.extensions[RECEIVER_ENGINE_EXTENSION] = receiver
+
+
+def receiver_engine(app: Flask | None = None) -> Engine:
+    """The engine the webhook receiver stores deliveries with: autocommit, no pre-ping.
+
+    Its own pool (connections open lazily, so worker processes never open one), so the
+    rest of the app keeps ``pool_pre_ping``. The receiver does without it: a ping is a
+    round trip on every request to guard against something that happens once per
+    database restart, and the receiver instead retries its single autocommit INSERT
+    once when the connection turns out to be dead (``webhook_app.webhooks._store``).
+    """
+    return (app or current_app).extensions[RECEIVER_ENGINE_EXTENSION]

@@ -15,15 +15,16 @@ verify with).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from rq import Queue
 from sqlalchemy import insert, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from models import DeliveryStatus, WebhookDelivery, db
 from models.base import utcnow
@@ -32,6 +33,7 @@ from sync_jobs.deliveries import deliveries_queue, enqueue_delivery
 from sync_jobs.errors import PayloadTooLargeError, WebhookRejectedError
 from sync_jobs.redis_client import redis_connection
 from webhook_app import events, routing
+from webhook_app.database import receiver_engine
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
@@ -47,10 +49,9 @@ SETUP_MODE_MESSAGE = (
 
 
 def _answer(status: int, body: dict[str, Any], **headers: str) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(headers)
-    return response
+    # json.dumps straight into a Response: jsonify goes through the app's JSON provider
+    # and sorts keys, which costs more than everything else the answer needs.
+    return Response(json.dumps(body), status, headers, mimetype="application/json")
 
 
 def _queue() -> Queue:
@@ -76,24 +77,41 @@ def _store(delivery: events.Delivery, status: DeliveryStatus, reason: str | None
 
     No ORM session and no BEGIN/COMMIT pair: the row is the whole transaction, and
     the unique delivery id makes a duplicate fail here with nothing written.
+
+    The receiver's engine does not ping a pooled connection before use, so after a
+    database restart the first INSERT on each stale connection fails with a
+    disconnect; SQLAlchemy then discards the whole pool, and the INSERT is tried once
+    more on a fresh connection. If that one finds the id already stored, the first
+    attempt committed before its connection died: the delivery is ours and stored.
     """
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(
-            _INSERT,
-            {
-                "delivery_id": delivery.delivery_id,
-                "event": delivery.event,
-                "action": delivery.action,
-                "hook_id": delivery.hook_id,
-                "installation_github_id": delivery.installation_github_id,
-                "repository_github_id": delivery.repository_github_id,
-                "payload": delivery.payload_text,
-                "status": status,
-                "status_reason": reason,
-                "attempts": 0,
-                "received_at": utcnow(),
-            },
-        )
+    row = {
+        "delivery_id": delivery.delivery_id,
+        "event": delivery.event,
+        "action": delivery.action,
+        "hook_id": delivery.hook_id,
+        "installation_github_id": delivery.installation_github_id,
+        "repository_github_id": delivery.repository_github_id,
+        "payload": delivery.payload_text,
+        "status": status,
+        "status_reason": reason,
+        "attempts": 0,
+        "received_at": utcnow(),
+    }
+    try:
+        _insert(row)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.info("delivery %s: database connection lost, retrying once", delivery.delivery_id)
+        try:
+            _insert(row)
+        except IntegrityError:
+            return
+
+
+def _insert(row: dict[str, Any]) -> None:
+    with receiver_engine().connect() as connection:
+        connection.execute(_INSERT, row)
 
 
 _INSERT = insert(WebhookDelivery)

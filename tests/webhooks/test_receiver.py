@@ -256,3 +256,74 @@ def test_database_stopped_then_back(app: Flask, client: FlaskClient, postgres_ur
 def test_settings_base_is_used(redis_url: str, tmp_path: Any) -> None:
     # the receiver needs nothing beyond the foundation's settings
     assert "WEBHOOK_SECRETS" in base_settings("sqlite://", redis_url, str(tmp_path))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_first_delivery_after_connections_killed_is_stored(
+    app: Flask, client: FlaskClient, postgres_url: str
+) -> None:
+    """The receiver's pool does not ping: when PostgreSQL has dropped its connections
+    (a restart, an idle-connection killer), the next delivery retries on a fresh
+    connection and is stored once, not answered 503."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    first = deliver(client, "push", payload("push"))
+    assert first.status_code == 202
+    with psycopg.connect(admin, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+            (url.database,),
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    delivery_id = str(uuid.uuid4())
+    response = deliver(client, "push", payload("push"), delivery_id=delivery_id)
+    assert response.status_code == 202
+    assert response.json == {"status": "queued", "delivery_id": delivery_id}
+    rows = [row.delivery_id for row in stored(app)]
+    assert rows.count(delivery_id) == 1 and len(rows) == 2
+    assert queued_count(app) == 2
+
+
+def test_enqueue_writes_what_rq_enqueue_call_writes(app: Flask) -> None:
+    """``enqueue_delivery`` writes the job itself (fewer commands); the hash and the
+    queue must be what RQ's own ``enqueue_call`` produces, apart from timestamps."""
+    from rq import Queue, Retry
+
+    from sync_jobs import defaults
+    from sync_jobs.deliveries import PROCESS_DELIVERY, deliveries_queue, enqueue_delivery
+
+    with app.app_context():
+        redis = redis_connection()
+        ours = deliveries_queue(redis)
+        enqueue_delivery(ours, delivery_id="ours")
+        theirs = Queue("reference", connection=redis, default_timeout=ours._default_timeout)
+        theirs.enqueue_call(
+            PROCESS_DELIVERY,
+            args=("ours",),
+            job_id="reference-job",
+            result_ttl=defaults.RESULT_TTL_SECONDS,
+            failure_ttl=defaults.FAILURE_TTL_SECONDS,
+            retry=Retry(
+                max=defaults.DELIVERY_MAX_ATTEMPTS - 1,
+                interval=list(defaults.DELIVERY_RETRY_INTERVALS_SECONDS),
+            ),
+        )
+        written = redis.hgetall(f"rq:job:{delivery_job_id('ours')}")
+        expected = redis.hgetall("rq:job:reference-job")
+        varying = {b"created_at", b"enqueued_at", b"last_heartbeat", b"origin", b"data"}
+        assert {k: v for k, v in written.items() if k not in varying} == {
+            k: v for k, v in expected.items() if k not in varying
+        }
+        assert set(written) == set(expected)
+        assert written[b"origin"] == ours.name.encode()
+        assert redis.lrange(ours.key, 0, -1) == [delivery_job_id("ours").encode()]
+        assert ours.key.encode() in redis.smembers("rq:queues")
+        assert redis.ttl(f"rq:job:{delivery_job_id('ours')}") == redis.ttl("rq:job:reference-job")
+        job = Job.fetch(delivery_job_id("ours"), connection=redis)
+        assert (job.func_name, job.args, job.retries_left) == (PROCESS_DELIVERY, ("ours",), 2)
+        assert job.get_status() == "queued"
