@@ -135,3 +135,26 @@ BLOB_CALL_SECONDS = 0.1
 RECURSIVE_TREE_FIRST_MAX_FILES = 5_000
 """Up to this many files an incremental sync asks for the recursive tree at once (one
 call of well under a megabyte) instead of walking changed directories level by level."""
+
+# --- Server-sent events (webhook_app/sse.py) ---------------------------------------------
+
+SSE_HEARTBEAT_SECONDS = 15.0
+"""An idle event stream sends a comment this often, so proxies keep it open and a
+closed client is noticed (the write fails) within this time."""
+
+SSE_MAX_STREAM_SECONDS = 10 * 60
+"""A stream is closed after this long; the browser reconnects with ``Last-Event-ID`` and
+loses nothing, and a forgotten tab never holds a gunicorn thread for ever."""
+
+SSE_FINAL_GRACE_MS = 500
+"""When the row is final but its stream has no final event yet, wait this long for the
+worker's final event before sending one made from the row."""
+
+SSE_RETRY_MS = 3000
+"""``retry:`` sent to browsers: how long EventSource waits before reconnecting."""
+
+API_DEFAULT_PER_PAGE = 50
+"""Items per page of a paginated API list when ``per_page`` is not given."""
+
+API_MAX_PER_PAGE = 500
+"""Largest ``per_page`` a paginated API list accepts."""

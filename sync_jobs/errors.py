@@ -104,3 +104,52 @@ class LostRaceError(SyncError):
 
 class SyncDataError(SyncError):
     """What GitHub sent does not agree with itself (e.g. a blob whose SHA does not match)."""
+
+
+class ApiRequestError(ProjectSyncError):
+    """A request to the JSON API or a page that cannot be served as asked.
+
+    ``status`` is the HTTP status the view answers with; the message says what is wrong
+    in words the caller can act on (it becomes ``{"error": message}``).
+    """
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidParameterError(ApiRequestError):
+    """A query parameter or body field is missing or malformed."""
+
+
+class UnsupportedMediaTypeError(ApiRequestError):
+    """A POST to the JSON API without ``Content-Type: application/json``; requiring it
+    keeps cross-site form posts (which cannot set it) from acting for a signed-in person."""
+
+    status = 415
+
+
+class CsrfTokenError(ApiRequestError):
+    """A page form was posted without the session's anti-forgery token."""
+
+
+class NotVisibleError(ApiRequestError):
+    """The project or sync does not exist, or the person may not see it (the same answer
+    for both, so ids of other people's projects are not revealed)."""
+
+    status = 404
+
+
+class ConflictError(ApiRequestError):
+    """The request contradicts the current state (e.g. restoring a sync that is not in
+    the project's lineage, tracking a branch that is already tracked)."""
+
+    status = 409
+
+
+class QueueUnavailableError(ApiRequestError):
+    """Redis could not take the job; nothing will run until the request is repeated."""
+
+    status = 503

@@ -47,5 +47,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from webhook_app import webhooks
 
     app.register_blueprint(webhooks.bp)
+
+    from webhook_app import api, pages, sse
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(sse.bp)
+    app.register_blueprint(pages.bp)
     app.cli.add_command(sweeper.cli)
     return app

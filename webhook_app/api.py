@@ -1,0 +1,271 @@
+"""The JSON API under ``/api/v1``: projects, their branches, syncs, lineage and memory.
+
+Views are thin: they find the project through ``api_queries`` (which applies the
+person's visibility), call an action from ``api_actions`` or a read from
+``models.queries``, and shape JSON. Every error is ``{"error": "..."}`` with the status
+of the ``ApiRequestError`` raised; the OpenAPI document (``openapi.py``) describes every
+route here, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import defer, selectinload
+from werkzeug.exceptions import HTTPException
+
+from models import Blob, MemoryEntry, Project, ProjectSync, RepositoryFile, db
+from models.queries import files_at, lineage, memory_entries
+from sync_jobs.errors import ApiRequestError, InvalidParameterError, UnsupportedMediaTypeError
+from webhook_app import api_actions
+from webhook_app.access import visible_installation_ids
+from webhook_app.api_queries import (
+    Page,
+    all_attempts,
+    latest_unfinished,
+    paginate,
+    positive_int,
+    project_summary,
+    restrict_to_visible,
+    sync_of_project,
+    sync_summary,
+    visible_project,
+    visible_projects,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.errorhandler(ApiRequestError)
+def _api_error(error: ApiRequestError) -> ResponseReturnValue:
+    response = jsonify(error=error.message)
+    if error.status == 503:
+        response.headers["Retry-After"] = "5"
+    return response, error.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    return jsonify(error=error.description or error.name), error.code or 500
+
+
+def events_url(sync_id: int) -> str:
+    return url_for("sse.project_sync_events", sync_id=sync_id, _external=True)
+
+
+def _json_body() -> dict[str, Any]:
+    """The POST body as an object; JSON only (see ``UnsupportedMediaTypeError``)."""
+    if not request.is_json:
+        raise UnsupportedMediaTypeError("Send Content-Type: application/json.")
+    body = request.get_json(silent=True)
+    if body is None and request.get_data():
+        raise InvalidParameterError("The body is not valid JSON.")
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidParameterError("The body must be a JSON object.")
+    return body
+
+
+def _paged(items: list[Any], page: Page, endpoint: str, **values: Any) -> Response:
+    """A list answer with RFC 8288 ``Link`` headers and the total in ``X-Total-Count``."""
+    response = jsonify(
+        items=items, page=page.number, per_page=page.per_page, total=page.total, pages=page.last
+    )
+    args = {k: v for k, v in request.args.items() if k not in ("page", "per_page")}
+
+    def link(number: int) -> str:
+        return url_for(
+            endpoint, **values, **args, page=number, per_page=page.per_page, _external=True
+        )
+
+    links = [f'<{link(1)}>; rel="first"', f'<{link(page.last)}>; rel="last"']
+    if page.number > 1:
+        links.append(f'<{link(min(page.number - 1, page.last))}>; rel="prev"')
+    if page.number < page.last:
+        links.append(f'<{link(page.number + 1)}>; rel="next"')
+    response.headers["Link"] = ", ".join(links)
+    response.headers["X-Total-Count"] = str(page.total)
+    return response
+
+
+def _accepted(sync: ProjectSync, **extra: Any) -> ResponseReturnValue:
+    body = {"sync": sync_summary(sync), "events_url": events_url(sync.id), **extra}
+    return jsonify(body), 202, {"Location": events_url(sync.id)}
+
+
+def _sync_param(project: Project) -> ProjectSync | None:
+    sync_id = positive_int(request.args, "sync")
+    return None if sync_id is None else sync_of_project(project, sync_id, in_lineage=True)
+
+
+def _path_prefix() -> str | None:
+    prefix = request.args.get("path_prefix")
+    return prefix or None
+
+
+# --- Projects ---------------------------------------------------------------------------
+
+
+@bp.get("/projects")
+def list_projects() -> ResponseReturnValue:
+    """Every project the person may see, with its current sync."""
+    return jsonify(items=[project_summary(p) for p in visible_projects()])
+
+
+@bp.get("/projects/<int:project_id>/branches")
+def list_branches(project_id: int) -> ResponseReturnValue:
+    """Tracked branches of the project's repository (the ones this app syncs)."""
+    project = visible_project(project_id)
+    query = restrict_to_visible(
+        select(Project)
+        .where(Project.repository_id == project.repository_id)
+        .options(selectinload(Project.current_sync))
+        .order_by(Project.branch),
+        visible_installation_ids(),
+    )
+    repository = project.repository
+    branches = [
+        {
+            "name": p.branch,
+            "tracked": True,
+            "default": p.branch == repository.default_branch,
+            "project_id": p.id,
+            "auto_sync": p.auto_sync,
+            "stopped_reason": p.stopped_reason,
+            "current_sync": sync_summary(p.current_sync),
+        }
+        for p in db.session.scalars(query)
+    ]
+    return jsonify(
+        repository=repository.full_name,
+        default_branch=repository.default_branch,
+        items=branches,
+    )
+
+
+@bp.post("/projects/<int:project_id>/branches")
+def track_branch(project_id: int) -> ResponseReturnValue:
+    """Start tracking another branch of the same repository; its first sync is queued."""
+    project = visible_project(project_id)
+    body = _json_body()
+    tracked, sync = api_actions.track_branch(project, body.get("branch"))
+    location = url_for("api.project_status", project_id=tracked.id, _external=True)
+    body_out = {
+        "project": project_summary(tracked),
+        "sync": sync_summary(sync),
+        "events_url": events_url(sync.id),
+    }
+    return jsonify(body_out), 201, {"Location": location}
+
+
+@bp.get("/projects/<int:project_id>/status")
+def project_status(project_id: int) -> ResponseReturnValue:
+    """The current (latest applied) sync, and the newest queued or running one if any."""
+    project = visible_project(project_id)
+    active = latest_unfinished(project.id)
+    return jsonify(
+        project=project_summary(project),
+        current_sync=sync_summary(project.current_sync),
+        active_sync=sync_summary(active),
+        events_url=events_url(active.id) if active else None,
+    )
+
+
+@bp.post("/projects/<int:project_id>/syncs")
+def start_sync(project_id: int) -> ResponseReturnValue:
+    """A manual resync (coalesced with one already queued): 202 with its events URL."""
+    project = visible_project(project_id)
+    _json_body()
+    return _accepted(api_actions.start_sync(project))
+
+
+@bp.get("/projects/<int:project_id>/history")
+def history(project_id: int) -> ResponseReturnValue:
+    """The lineage newest first; ``all=1`` adds failed, superseded and unfinished attempts."""
+    project = visible_project(project_id)
+    everything = request.args.get("all", "0") in ("1", "true", "yes")
+    query = all_attempts(project.id) if everything else lineage(project.id)
+    rows, page = paginate(query, request.args)
+    return _paged([sync_summary(s) for s in rows], page, "api.history", project_id=project.id)
+
+
+@bp.post("/projects/<int:project_id>/restore")
+def restore(project_id: int) -> ResponseReturnValue:
+    """Queue a restore of the state at a past successful sync: 202 with the new sync."""
+    project = visible_project(project_id)
+    body = _json_body()
+    sync_id = body.get("sync_id")
+    if not isinstance(sync_id, int) or isinstance(sync_id, bool) or sync_id < 1:
+        raise InvalidParameterError("sync_id must be the id of a past sync (an integer).")
+    return _accepted(api_actions.start_restore(project, sync_id))
+
+
+# --- Memory and files ---------------------------------------------------------------------
+
+
+@bp.get("/projects/<int:project_id>/memory")
+def memory(project_id: int) -> ResponseReturnValue:
+    """Active memory entries, or those active at ``sync``; ``content=1`` adds the text."""
+    project = visible_project(project_id)
+    sync = _sync_param(project)
+    with_content = request.args.get("content", "0") in ("1", "true", "yes")
+    loader = selectinload(MemoryEntry.blob)
+    query = memory_entries(project.id, sync=sync).options(
+        loader if with_content else loader.options(defer(Blob.content))
+    )
+    prefix = _path_prefix()
+    if prefix is not None:
+        query = query.where(MemoryEntry.path.startswith(prefix, autoescape=True))
+    rows, page = paginate(query, request.args)
+    items = []
+    for entry in rows:
+        item: dict[str, Any] = {
+            "id": entry.id,
+            "path": entry.path,
+            "blob_sha": entry.blob.sha,
+            "size": entry.blob.size,
+            "created_in_sync_id": entry.created_in_sync_id,
+            "superseded_in_sync_id": entry.superseded_in_sync_id,
+            "restored_from_entry_id": entry.restored_from_entry_id,
+        }
+        if with_content:
+            item["content"] = entry.blob.content
+        items.append(item)
+    return _paged(items, page, "api.memory", project_id=project.id)
+
+
+@bp.get("/projects/<int:project_id>/files")
+def files(project_id: int) -> ResponseReturnValue:
+    """Tree entries now, or at ``sync``: path, git mode, blob (or submodule commit) SHA."""
+    project = visible_project(project_id)
+    query = files_at(project.id, sync=_sync_param(project))
+    prefix = _path_prefix()
+    if prefix is not None:
+        query = query.where(RepositoryFile.path.startswith(prefix, autoescape=True))
+    rows, page = paginate(query, request.args)
+    items = [
+        {
+            "id": f.id,
+            "path": f.path,
+            "mode": f.mode,
+            "sha": f.sha,
+            "size": f.size,
+            "valid_from_sync_id": f.valid_from_sync_id,
+            "valid_to_sync_id": f.valid_to_sync_id,
+        }
+        for f in rows
+    ]
+    return _paged(items, page, "api.files", project_id=project.id)
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> ResponseReturnValue:
+    """The OpenAPI 3.1 description of this API."""
+    from webhook_app.openapi import document
+
+    base = url_for("api.list_projects", _external=True).removesuffix("/projects")
+    return jsonify(document(server_url=base))

@@ -1,0 +1,145 @@
+"""Server-sent events of one sync: ``GET /api/v1/events/project-sync/<sync_id>``.
+
+The stream replays the sync's Redis Stream from ``Last-Event-ID`` (or from the start),
+then waits on XREAD for new events, sends a comment as a heartbeat whenever
+``SSE_HEARTBEAT_SECONDS`` pass without one, and closes after the final event. State is
+only in Redis and the database, so any web process can serve any sync, and a browser
+reconnecting to another process continues where it stopped.
+
+A thread of a gthread worker holds the stream, so the loop is light: one blocking
+XREAD per heartbeat interval, and a database read only when a heartbeat finds nothing
+new (to notice a sync that ended without a final event: its stream expired, or its
+job failed for good in RQ's failure callback, which writes only the row). No database
+session is open while the stream waits; each read opens and removes its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from redis import Redis
+from redis.exceptions import RedisError
+
+from models import ProjectSync, SyncStatus, db
+from sync_jobs import defaults
+from sync_jobs.errors import ApiRequestError, InvalidParameterError
+from sync_jobs.progress import Phase, ProgressEvent, read_events
+from sync_jobs.redis_client import redis_connection
+from webhook_app.api_queries import visible_sync
+
+bp = Blueprint("sse", __name__, url_prefix="/api/v1/events")
+
+STREAM_ID_START = "0-0"
+"""XREAD's "from the beginning" id."""
+
+
+@bp.errorhandler(ApiRequestError)
+def _api_error(error: ApiRequestError) -> ResponseReturnValue:
+    return jsonify(error=error.message), error.status
+
+
+def _stream_id(raw: str | None) -> str:
+    """``Last-Event-ID`` as a Redis Stream id; anything else is a client bug (400)."""
+    if not raw:
+        return STREAM_ID_START
+    head, _, tail = raw.partition("-")
+    if not (head.isdigit() and (tail.isdigit() or not tail)):
+        raise InvalidParameterError(f"Last-Event-ID must be a stream id like 1-0, got {raw!r}.")
+    return raw
+
+
+def format_event(event: ProgressEvent, *, event_id: str | None, sync_id: int) -> str:
+    """One SSE message: ``event: progress|final``, ``data:`` the event as JSON."""
+    data = {
+        "sync_id": sync_id,
+        "phase": str(event.phase),
+        "done": event.done,
+        "total": event.total,
+        "message": event.message,
+    }
+    if event.outcome is not None:
+        data["outcome"] = event.outcome
+    lines = [f"id: {event_id}"] if event_id else []
+    lines += [f"event: {'final' if event.final else 'progress'}", f"data: {json.dumps(data)}"]
+    return "\n".join(lines) + "\n\n"
+
+
+def _final_status(app: Flask, sync_id: int) -> ProjectSync | None:
+    """The row if the sync has ended, read in a session closed straight after."""
+    with app.app_context():
+        try:
+            sync = db.session.get(ProjectSync, sync_id)
+            if sync is None or not SyncStatus(sync.status).is_final:
+                return None
+            db.session.expunge(sync)
+            return sync
+        finally:
+            db.session.remove()
+
+
+def _synthetic_final(sync: ProjectSync) -> ProgressEvent:
+    """A final event made from the row, for a sync whose stream has none."""
+    message = sync.error or (
+        f"synced {sync.head_commit_sha}" if sync.head_commit_sha else str(sync.status)
+    )
+    return ProgressEvent(Phase.DONE, 1, 1, message, outcome=str(sync.status))
+
+
+def event_stream(app: Flask, redis: Redis, *, sync_id: int, after: str) -> Iterator[str]:
+    """The body of the response; see the module docstring for when it ends."""
+    yield f"retry: {defaults.SSE_RETRY_MS}\n\n"
+    deadline = time.monotonic() + defaults.SSE_MAX_STREAM_SECONDS
+    block_ms = max(1, int(defaults.SSE_HEARTBEAT_SECONDS * 1000))
+    # Replay first without blocking, so a finished sync is answered at once.
+    wait: int | None = None
+    while time.monotonic() < deadline:
+        try:
+            events = read_events(redis, sync_id=sync_id, after=after, block_ms=wait)
+        except RedisError:
+            yield ": events unavailable (Redis); reconnect to continue\n\n"
+            return
+        for event_id, event in events:
+            yield format_event(event, event_id=event_id, sync_id=sync_id)
+            after = event_id
+            if event.final:
+                return
+        if events:
+            wait = None if len(events) >= 100 else block_ms
+            continue
+        ended = _final_status(app, sync_id)
+        if ended is not None:
+            # The worker commits the row just before it appends the final event.
+            try:
+                late = read_events(
+                    redis, sync_id=sync_id, after=after, block_ms=defaults.SSE_FINAL_GRACE_MS
+                )
+            except RedisError:
+                late = []
+            for event_id, event in late:
+                yield format_event(event, event_id=event_id, sync_id=sync_id)
+                if event.final:
+                    return
+            yield format_event(_synthetic_final(ended), event_id=None, sync_id=sync_id)
+            return
+        if wait is not None:
+            yield ": heartbeat\n\n"
+        wait = block_ms
+
+
+@bp.get("/project-sync/<int:sync_id>")
+def project_sync_events(sync_id: int) -> ResponseReturnValue:
+    """Stream a sync's progress as server-sent events."""
+    visible_sync(sync_id)
+    after = _stream_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
+    db.session.remove()  # nothing may hold a connection while the stream is open
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stream = event_stream(app, redis_connection(), sync_id=sync_id, after=after)
+    return Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
