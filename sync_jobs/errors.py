@@ -106,6 +106,24 @@ class SyncDataError(SyncError):
     """What GitHub sent does not agree with itself (e.g. a blob whose SHA does not match)."""
 
 
+class OAuthStateError(ProjectSyncError):
+    """GitHub sent a person back with a ``state`` this browser was not given (a forged or
+    replayed redirect, or a session that expired mid-flow); the code is not exchanged."""
+
+
+class ManifestConversionError(ProjectSyncError):
+    """GitHub did not turn a manifest code into an App (expired, used, or unreachable)."""
+
+
+class AppAlreadyConfiguredError(ProjectSyncError):
+    """Setup would overwrite the credentials of an App already configured here; it never
+    does, because the old App's key and secret would be lost with no way to recover them."""
+
+
+class SignInError(ProjectSyncError):
+    """GitHub refused the sign-in code or the token (expired, reused, wrong client)."""
+
+
 class ApiRequestError(ProjectSyncError):
     """A request to the JSON API or a page that cannot be served as asked.
 

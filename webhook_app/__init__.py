@@ -48,6 +48,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(webhooks.bp)
 
+    from webhook_app import auth, setup
+
+    auth.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(setup.bp)
+
     from webhook_app import api, pages, sse
 
     app.register_blueprint(api.bp)
