@@ -90,12 +90,9 @@ TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
 """Installation tokens are renewed this long before GitHub's expiry, so a long sync
 never starts a call with a token about to die."""
 
-RECURSIVE_TREE_MAX_FILES = 10_000
-"""A tree the walk must fetch is read with one ``recursive=1`` call (the directory and
-everything below it) when at most this many files are known below it: about 2 MB of
-JSON, far below GitHub's truncation (100,000 entries / 7 MB) and cheaper than one call
-per changed level. Above it the walk reads one level and plans each child again; the
-root of a small repository falls under it too, so its whole tree is one call."""
+RECURSIVE_TREE_AFTER_CALLS = 16
+"""An incremental walk that would fetch more tree objects than this asks for the
+recursive tree instead (one call), when GitHub returns it whole."""
 
 TREE_LOOKUP_BATCH = 500
 """Tree SHAs looked up in the database per query while walking."""
@@ -134,3 +131,40 @@ TARBALL_SECONDS_PER_FILE = 0.00004
 
 BLOB_CALL_SECONDS = 0.1
 """Cost of one git/blobs call, dominated by GitHub's ~100 ms latency."""
+
+RECURSIVE_TREE_FIRST_MAX_FILES = 5_000
+"""Up to this many files an incremental sync asks for the recursive tree at once (one
+call of well under a megabyte) instead of walking changed directories level by level."""
+
+# --- Server-sent events (webhook_app/sse.py) ---------------------------------------------
+
+SSE_HEARTBEAT_SECONDS = 15.0
+"""An idle event stream sends a comment this often, so proxies keep it open and a
+closed client is noticed (the write fails) within this time."""
+
+SSE_MAX_STREAM_SECONDS = 10 * 60
+"""A stream is closed after this long; the browser reconnects with ``Last-Event-ID`` and
+loses nothing, and a forgotten tab never holds a gunicorn thread for ever."""
+
+SSE_FINAL_GRACE_MS = 500
+"""When the row is final but its stream has no final event yet, wait this long for the
+worker's final event before sending one made from the row."""
+
+SSE_RETRY_MS = 3000
+"""``retry:`` sent to browsers: how long EventSource waits before reconnecting."""
+
+API_DEFAULT_PER_PAGE = 50
+"""Items per page of a paginated API list when ``per_page`` is not given."""
+
+API_MAX_PER_PAGE = 500
+"""Largest ``per_page`` a paginated API list accepts."""
+
+# --- Sign-in and setup (person-facing GitHub calls) --------------------------------------
+
+PERSON_HTTP_TIMEOUT_SECONDS = 10.0
+"""Longest a GitHub call made while a person waits on a page may take (sign-in, setup,
+the installation list); a page that hangs longer is worse than an error page."""
+
+VISIBLE_INSTALLATIONS_TTL_SECONDS = 5 * 60
+"""How long the installations a person can access are kept in their session before
+``GET /user/installations`` is asked again; bounds how long a revoked access lingers."""
