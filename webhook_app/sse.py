@@ -94,8 +94,11 @@ def event_stream(app: Flask, redis: Redis, *, sync_id: int, after: str) -> Itera
     yield f"retry: {defaults.SSE_RETRY_MS}\n\n"
     deadline = time.monotonic() + defaults.SSE_MAX_STREAM_SECONDS
     block_ms = max(1, int(defaults.SSE_HEARTBEAT_SECONDS * 1000))
-    # Replay first without blocking, so a finished sync is answered at once.
+    # Replay first without blocking and look at the row once the replay runs dry, so
+    # a finished sync is answered at once; after that the row is read only when a
+    # heartbeat interval passes without events.
     wait: int | None = None
+    checked_row = False
     while time.monotonic() < deadline:
         try:
             events = read_events(redis, sync_id=sync_id, after=after, block_ms=wait)
@@ -108,9 +111,10 @@ def event_stream(app: Flask, redis: Redis, *, sync_id: int, after: str) -> Itera
             if event.final:
                 return
         if events:
-            wait = None if len(events) >= 100 else block_ms
+            wait = None if len(events) >= 100 or not checked_row else block_ms
             continue
         ended = _final_status(app, sync_id)
+        checked_row = True
         if ended is not None:
             # The worker commits the row just before it appends the final event.
             try:

@@ -3,6 +3,7 @@ plus rows made directly for the cases that need no GitHub."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def make_project(
     repository = db.session.query(Repository).filter_by(full_name=full_name).one_or_none()
     if repository is None:
         repository = Repository(
-            github_id=installation_github_id * 1000 + len(full_name),
+            github_id=zlib.crc32(full_name.encode()),
             installation=installation,
             full_name=full_name,
         )

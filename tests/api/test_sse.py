@@ -1,0 +1,106 @@
+"""Server-sent events of a sync through the Flask test client, on both databases."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from models import SyncStatus
+from sync_jobs import defaults
+from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher
+from sync_jobs.redis_client import redis_connection
+from tests.api.conftest import add_sync, make_project
+from tests.api.sse_client import Message, messages
+
+
+def publish_all(sync_id: int, *events: ProgressEvent) -> list[str]:
+    publisher = ProgressPublisher(redis_connection(), sync_id=sync_id)
+    return [publisher.publish(event, force=True) or "" for event in events]
+
+
+PROGRESS = [
+    ProgressEvent(Phase.RESOLVE, 0, 1, "resolving"),
+    ProgressEvent(Phase.FETCH, 5, 10, "fetching"),
+    ProgressEvent(Phase.DONE, 1, 1, "synced abc", outcome="succeeded"),
+]
+
+
+def read_all(client: FlaskClient, url: str, **headers: str) -> list[Message]:
+    response = client.get(url, headers=headers, buffered=False)
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    return list(messages(response.iter_encoded()))
+
+
+def test_replays_everything_and_closes_after_final(
+    client: FlaskClient, app_context: object
+) -> None:
+    sync = add_sync(make_project(), SyncStatus.SUCCEEDED)
+    ids = publish_all(sync.id, *PROGRESS)
+    got = read_all(client, f"/api/v1/events/project-sync/{sync.id}")
+    assert [m.id for m in got] == ids
+    assert [m.event for m in got] == ["progress", "progress", "final"]
+    assert got[1].data == {
+        "sync_id": sync.id,
+        "phase": "fetch",
+        "done": 5,
+        "total": 10,
+        "message": "fetching",
+    }
+    assert got[2].data is not None and got[2].data["outcome"] == "succeeded"
+
+
+def test_replays_after_last_event_id(client: FlaskClient, app_context: object) -> None:
+    sync = add_sync(make_project(), SyncStatus.SUCCEEDED)
+    ids = publish_all(sync.id, *PROGRESS)
+    got = read_all(client, f"/api/v1/events/project-sync/{sync.id}", **{"Last-Event-ID": ids[0]})
+    assert [m.id for m in got] == ids[1:]
+
+
+def test_heartbeat_then_live_event_then_close(
+    client: FlaskClient, app_context: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(defaults, "SSE_HEARTBEAT_SECONDS", 0.2)
+    sync = add_sync(make_project(), SyncStatus.RUNNING)
+    response = client.get(f"/api/v1/events/project-sync/{sync.id}", buffered=False)
+    stream = messages(response.iter_encoded())
+    first = next(stream)
+    assert first.comment == "heartbeat" and first.event is None
+    # The generator runs only when read, so this lands while the client waits.
+    publish_all(sync.id, PROGRESS[1])
+    live = next(stream)
+    assert live.event == "progress" and live.data is not None and live.data["done"] == 5
+    publish_all(sync.id, PROGRESS[2])
+    rest = list(stream)
+    assert [m.event for m in rest if m.event] == ["final"]
+
+
+def test_synthetic_final_when_the_stream_is_gone(
+    client: FlaskClient, app_context: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(defaults, "SSE_FINAL_GRACE_MS", 10)
+    sync = add_sync(make_project(), SyncStatus.FAILED, error="branch deleted")
+    (only,) = read_all(client, f"/api/v1/events/project-sync/{sync.id}")
+    assert only.event == "final" and only.id is None
+    assert only.data is not None
+    assert only.data["outcome"] == "failed" and only.data["message"] == "branch deleted"
+
+
+def test_final_row_with_partial_stream_gets_a_final_event(
+    client: FlaskClient, app_context: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ's failure callback writes only the row; the stream ends with its retry event."""
+    monkeypatch.setattr(defaults, "SSE_FINAL_GRACE_MS", 10)
+    sync = add_sync(make_project(), SyncStatus.FAILED, error="gave up")
+    publish_all(sync.id, ProgressEvent(Phase.RETRY, 0, 0, "will be retried"))
+    got = read_all(client, f"/api/v1/events/project-sync/{sync.id}")
+    assert [m.event for m in got] == ["progress", "final"]
+
+
+def test_unknown_sync_and_bad_last_event_id(client: FlaskClient, app_context: object) -> None:
+    assert client.get("/api/v1/events/project-sync/12345").status_code == 404
+    sync = add_sync(make_project(), SyncStatus.QUEUED)
+    answer = client.get(
+        f"/api/v1/events/project-sync/{sync.id}", headers={"Last-Event-ID": "nonsense"}
+    )
+    assert answer.status_code == 400 and "error" in answer.json
