@@ -12,7 +12,7 @@ projects whose repository belongs to one of those installations.
   of. GitHub decides; this app keeps no membership of its own.
 
 The list is kept in the session for ``VISIBLE_INSTALLATIONS_TTL_SECONDS`` (a removed
-member keeps seeing an installation at most that long) and once per request in ``g``.
+member keeps seeing an installation at most that long) and once per request.
 When GitHub refuses the token (revoked, expired) the person is signed out. When GitHub
 cannot be reached and nothing fresh is cached, the answer is the empty set: failing
 closed shows too little for a moment rather than too much.
@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Response, current_app, g, jsonify, session
+from flask import Response, current_app, jsonify, request, session
 from githubkit import GitHub
 from githubkit.exception import GitHubException, RequestFailed
 
@@ -52,18 +52,21 @@ SESSION_CACHE_MAX_IDS = 200
 """More ids than this are not cached in the session: the cookie must stay under 4 KB.
 Such a person's list is fetched once per request instead."""
 
-_REQUEST_CACHE = "visible_installation_ids"
+_REQUEST_CACHE = "project_sync.visible_installation_ids"
+"""Key of the per-request answer in the WSGI environ. Not ``g``: an app context can
+outlive one request (a CLI command, a test holding a context), and a stale list there
+would show one person another's installations."""
 
 
 def visible_installation_ids() -> frozenset[int] | None:
     """GitHub installation ids the current person can access, or None for all."""
     if not sign_in_configured():
         return None
-    cached: frozenset[int] | None = g.get(_REQUEST_CACHE)
+    cached: frozenset[int] | None = request.environ.get(_REQUEST_CACHE)
     if cached is not None:
         return cached
     ids = _person_installation_ids()
-    setattr(g, _REQUEST_CACHE, ids)
+    request.environ[_REQUEST_CACHE] = ids
     return ids
 
 

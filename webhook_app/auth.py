@@ -155,9 +155,10 @@ def _exchange_code(code: str, *, redirect_uri: str) -> tuple[str, str]:
         config["GITHUB_CLIENT_ID"], config["GITHUB_CLIENT_SECRET"], code, redirect_uri
     )
     # githubkit posts the code to <web host>/login/oauth/access_token, deriving the web
-    # host from the client's base URL; GITHUB_WEB_URL is that host.
+    # host from the client's base URL; GITHUB_WEB_URL is that host. The client is
+    # unauthenticated on purpose: one carrying the web-flow strategy would exchange the
+    # code in its auth flow first, and the exchange itself would then find it spent.
     web = GitHub(
-        strategy,
         base_url=config["GITHUB_WEB_URL"],
         http_cache=False,
         auto_retry=False,
