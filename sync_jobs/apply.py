@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 
 from models import Blob, GitTree, MemoryEntry, Project, ProjectSync, RepositoryFile, db
 from models.base import utcnow
@@ -139,6 +139,19 @@ def store_trees(repository_id: int, trees: Mapping[str, list[TreeItem]]) -> int:
     insert_ignoring_conflicts(table_of(GitTree), rows, ("repository_id", "sha"))
     db.session.commit()
     return len(rows)
+
+
+def count_files(project_id: int, *, under: str = "") -> int:
+    """Files of the project's current state, all or those below the directory ``under``."""
+    query = (
+        select(func.count())
+        .select_from(RepositoryFile)
+        .where(RepositoryFile.project_id == project_id, RepositoryFile.valid_to_sync_id.is_(None))
+    )
+    if under:
+        prefix = f"{under}/"
+        query = query.where(func.substr(RepositoryFile.path, 1, len(prefix)) == prefix)
+    return db.session.scalar(query) or 0
 
 
 def current_files(project_id: int) -> FlatTree:

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
@@ -47,6 +47,9 @@ from sync_jobs.github_auth import InstallationTokens, app_client
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+TreeListing = list[tuple[str, str, str, int | None]]
+"""A recursive tree answer as ``(path, mode, sha, size)`` rows, paths relative to it."""
 
 
 @dataclass
@@ -226,12 +229,14 @@ class GitHubConnector:
         log.warning("transient GitHub failure (%s); retrying in %.2f s", what, delay)
         self._sleep(delay)
 
+    def _submit(self, function: Callable[[str], T], item: str) -> Future[T]:
+        """Run on the thread pool in a copy of this context (githubkit keeps its shared
+        HTTP client in a context variable)."""
+        return self._pool.submit(contextvars.copy_context().run, function, item)
+
     def _parallel(self, function: Callable[[str], T], items: Iterable[str]) -> Iterator[T]:
-        """Map over a thread pool, each task in a copy of this context (githubkit keeps its
-        shared HTTP client in a context variable)."""
-        futures = [
-            self._pool.submit(contextvars.copy_context().run, function, item) for item in items
-        ]
+        """Map over the thread pool, results in the order of ``items``."""
+        futures = [self._submit(function, item) for item in items]
         for future in futures:
             yield future.result()
 
@@ -316,6 +321,28 @@ class GitHubConnector:
         """Several tree objects, fetched concurrently."""
         wanted = sorted(set(shas))
         return dict(zip(wanted, self._parallel(self.tree_items, wanted), strict=True))
+
+    def tree_listing(self, sha: str) -> TreeListing | None:
+        """Every entry below a tree, ``(path, mode, sha, size)`` relative to it, from one
+        ``recursive=1`` call; None when GitHub truncated the listing."""
+        body, truncated = self.tree(sha, recursive=True)
+        if truncated:
+            log.info("recursive tree %s is truncated", sha)
+            return None
+        return [(i["path"], i["mode"], i["sha"], i.get("size")) for i in body["tree"]]
+
+    def trees_and_listings(
+        self, levels: Iterable[str], recursive: Iterable[str]
+    ) -> tuple[dict[str, list[TreeItem]], dict[str, TreeListing | None]]:
+        """Single levels and recursive listings, all in flight at once (one round trip)."""
+        level_futures = {sha: self._submit(self.tree_items, sha) for sha in sorted(set(levels))}
+        listing_futures = {
+            sha: self._submit(self.tree_listing, sha) for sha in sorted(set(recursive))
+        }
+        return (
+            {sha: future.result() for sha, future in level_futures.items()},
+            {sha: future.result() for sha, future in listing_futures.items()},
+        )
 
     def blob(self, sha: str) -> bytes:
         import base64

@@ -90,9 +90,12 @@ TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
 """Installation tokens are renewed this long before GitHub's expiry, so a long sync
 never starts a call with a token about to die."""
 
-RECURSIVE_TREE_AFTER_CALLS = 16
-"""An incremental walk that would fetch more tree objects than this asks for the
-recursive tree instead (one call), when GitHub returns it whole."""
+RECURSIVE_TREE_MAX_FILES = 10_000
+"""A tree the walk must fetch is read with one ``recursive=1`` call (the directory and
+everything below it) when at most this many files are known below it: about 2 MB of
+JSON, far below GitHub's truncation (100,000 entries / 7 MB) and cheaper than one call
+per changed level. Above it the walk reads one level and plans each child again; the
+root of a small repository falls under it too, so its whole tree is one call."""
 
 TREE_LOOKUP_BATCH = 500
 """Tree SHAs looked up in the database per query while walking."""
@@ -131,10 +134,6 @@ TARBALL_SECONDS_PER_FILE = 0.00004
 
 BLOB_CALL_SECONDS = 0.1
 """Cost of one git/blobs call, dominated by GitHub's ~100 ms latency."""
-
-RECURSIVE_TREE_FIRST_MAX_FILES = 5_000
-"""Up to this many files an incremental sync asks for the recursive tree at once (one
-call of well under a megabyte) instead of walking changed directories level by level."""
 
 # --- Server-sent events (webhook_app/sse.py) ---------------------------------------------
 

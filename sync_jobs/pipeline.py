@@ -20,27 +20,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from models import GitTree, Project, ProjectSync, Repository, RepositoryFile, db
+from models import GitTree, Project, ProjectSync, Repository, db
 from models.base import utcnow
 from models.enums import SyncStatus, SyncTrigger
 from sync_jobs import defaults
 from sync_jobs.app_context import in_app_context
-from sync_jobs.apply import ApplyPlan, apply_sync, current_files, store_trees, stored_trees
+from sync_jobs.apply import ApplyPlan, apply_sync, count_files, current_files, store_trees
 from sync_jobs.connector import CallStats, GitHubConnector
 from sync_jobs.core.diff import Delta, diff_flat
 from sync_jobs.core.merkle import MerkleWalk
 from sync_jobs.core.plan import DeltaBase, FetchCosts, FetchStrategy, choose_fetch, delta_blocker
-from sync_jobs.core.tree import TreeItem, build_trees, trees_from_listing
+from sync_jobs.core.tree import FlatTree, build_trees
 from sync_jobs.errors import LostRaceError, PermanentSyncError, RepositoryNotFoundError
 from sync_jobs.fetch import BlobWriter, fetch_blobs, has_any_blob, read_tarball, stored_blob_shas
 from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher
 from sync_jobs.redis_client import redis_connection
+from sync_jobs.trees import SizeHint, TreeSource
 
 log = logging.getLogger(__name__)
 
@@ -52,55 +53,6 @@ FETCH_COSTS = FetchCosts(
 )
 
 Events = Generator[ProgressEvent, None, SyncStatus]
-
-
-class TreeSource:
-    """Tree objects for a walk: this sync's memory, then the database, then GitHub."""
-
-    def __init__(self, gh: GitHubConnector, repository_id: int) -> None:
-        self._gh = gh
-        self._repository_id = repository_id
-        self.memory: dict[str, list[TreeItem]] = {}
-        self.api_fetches = 0
-        self.recursive_tried = False
-
-    def add(self, trees: dict[str, list[TreeItem]]) -> None:
-        self.memory.update(trees)
-
-    def try_recursive(self, root: str) -> bool:
-        """One recursive call; usable only when GitHub did not truncate it."""
-        self.recursive_tried = True
-        body, truncated = self._gh.tree(root, recursive=True)
-        if truncated:
-            log.info("recursive tree %s is truncated; walking subtrees", root)
-            return False
-        listing = [(i["path"], i["mode"], i["sha"], i.get("size")) for i in body["tree"]]
-        self.add(trees_from_listing(root, listing))
-        return True
-
-    def drive(self, walk: MerkleWalk, root: str, *, recursive_after: int) -> None:
-        while not walk.done:
-            wanted = walk.wanted()
-            found = {sha: self.memory[sha] for sha in wanted if sha in self.memory}
-            found.update(stored_trees(self._repository_id, wanted - found.keys()))
-            missing = wanted - found.keys()
-            if (
-                missing
-                and not self.recursive_tried
-                and self.api_fetches + len(missing) > recursive_after
-                and self.try_recursive(root)
-            ):
-                found.update({sha: self.memory[sha] for sha in missing if sha in self.memory})
-                missing = wanted - found.keys()
-            if missing:
-                fetched = self._gh.trees(missing)
-                self.api_fetches += len(fetched)
-                self.add(fetched)
-                found.update(fetched)
-            walk.provide(found)
-
-    def new_trees(self, shas: Iterable[str]) -> dict[str, list[TreeItem]]:
-        return {sha: self.memory[sha] for sha in shas if sha in self.memory}
 
 
 class PhaseTimer:
@@ -222,7 +174,7 @@ def _attempt(
             _finish(sync, status, gh.stats, None, timer)
             return status
         # A new commit with the same tree: record it in the lineage, nothing to write.
-        plan.total_files = _count_files(project.id)
+        plan.total_files = count_files(project.id)
     else:
         timer.enter("diff")
         current_tree = current.head_tree_sha if current else None
@@ -235,21 +187,14 @@ def _attempt(
                 full_requested=full,
             )
         )
-        source = TreeSource(gh, repository.id)
         writer = BlobWriter(repository.id, max_bytes=current_app.config["SYNC_MAX_BLOB_BYTES"])
         content_from_tarball = False
         if reason is None:
             yield ProgressEvent(Phase.DIFF, 0, 1, "comparing trees (delta)")
             walk = MerkleWalk(current_tree, head.tree_sha)
-            known_files = _count_files(project.id)
-            # A small repository's recursive tree is one cheap call, cheaper than a walk
-            # of one call per changed level; a big one's is megabytes (or truncated).
-            recursive_after = (
-                0
-                if known_files <= defaults.RECURSIVE_TREE_FIRST_MAX_FILES
-                else defaults.RECURSIVE_TREE_AFTER_CALLS
-            )
-            source.drive(walk, head.tree_sha, recursive_after=recursive_after)
+            known_files = count_files(project.id)
+            source = TreeSource(gh, repository.id, size_hint=_stored_sizes(project.id, known_files))
+            source.drive(walk)
             plan.delta = walk.delta()
             plan.total_files = known_files + len(plan.delta.opened) - len(plan.delta.closed_paths)
             plan.mode = "delta"
@@ -257,6 +202,9 @@ def _attempt(
             log.info("full sync of project %s: %s", project.id, reason)
             plan.mode, plan.full_sync_reason = "full", reason
             walk = MerkleWalk(None, head.tree_sha)
+            source = TreeSource(
+                gh, repository.id, size_hint=_stored_sizes(project.id, count_files(project.id))
+            )
             if not has_any_blob(repository.id):
                 # Nothing stored for this repository: everything is needed, and one
                 # archive is cheaper than any listing plus blob calls.
@@ -271,21 +219,18 @@ def _attempt(
                         root,
                         head.tree_sha,
                     )
+                source = TreeSource(gh, repository.id, size_hint=_listed_sizes(flat))
                 source.add(trees)
                 content_from_tarball = True
                 timer.enter("diff")
             yield ProgressEvent(Phase.DIFF, 0, 1, "listing the tree (full)")
             # After a tarball only the trees that differ from it (submodules, export
-            # attributes) are missing: walk to them instead of listing everything again.
-            source.drive(
-                walk,
-                head.tree_sha,
-                recursive_after=defaults.RECURSIVE_TREE_AFTER_CALLS if content_from_tarball else 0,
-            )
+            # attributes) are missing: the walk fetches just those.
+            source.drive(walk)
             new_files = walk.new_files()
             plan.delta = diff_flat(current_files(project.id), new_files)
             plan.total_files = len(new_files)
-        store_trees(repository.id, source.new_trees(walk.new_tree_shas))
+        store_trees(repository.id, source.to_store(walk.new_tree_shas))
         yield ProgressEvent(Phase.DIFF, 1, 1, _describe(plan.delta))
 
         timer.enter("fetch")
@@ -346,17 +291,26 @@ def _tarball(
     return flat
 
 
-def _count_files(project_id: int) -> int:
-    return (
-        db.session.scalar(
-            select(func.count())
-            .select_from(RepositoryFile)
-            .where(
-                RepositoryFile.project_id == project_id, RepositoryFile.valid_to_sync_id.is_(None)
-            )
-        )
-        or 0
-    )
+def _stored_sizes(project_id: int, total: int) -> SizeHint:
+    """Sizes from the project's current state: exact for a directory the old tree has,
+    unknown (None) for one new in this commit."""
+
+    def hint(path: str, old_sha: str | None) -> int | None:
+        if not path:
+            return total
+        return count_files(project_id, under=path) if old_sha is not None else None
+
+    return hint
+
+
+def _listed_sizes(flat: FlatTree) -> SizeHint:
+    """Sizes from a tarball's listing, for the few trees that differ from it."""
+
+    def hint(path: str, _old_sha: str | None) -> int:
+        prefix = f"{path}/" if path else ""
+        return sum(1 for listed in flat if listed.startswith(prefix))
+
+    return hint
 
 
 def _tree_stored(repository_id: int, sha: str) -> bool:

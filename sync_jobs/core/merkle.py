@@ -44,6 +44,20 @@ class MerkleWalk:
                     need.add(sha)
         return need
 
+    def wanted_paths(self) -> dict[str, tuple[str, str | None]]:
+        """Each wanted SHA with a path it sits at and the old tree SHA at that path.
+
+        Callers use the path to guess a subtree's size before choosing how to read it
+        (one level or the recursive listing); an identical tree at several paths is
+        listed once, at its first path in sorted order.
+        """
+        found: dict[str, tuple[str, str | None]] = {}
+        for path, old_sha, new_sha in sorted(self._pending, key=lambda p: p[0]):
+            for sha in (old_sha, new_sha):
+                if sha is not None and sha not in self._trees and sha not in found:
+                    found[sha] = (path, old_sha)
+        return found
+
     def provide(self, trees: Mapping[str, list[TreeItem]]) -> None:
         """Hand over tree objects (extra ones are kept; they may be needed deeper down)."""
         self._trees.update(trees)

@@ -1,4 +1,5 @@
-"""Sync planning decisions as pure functions: delta or full, blobs or tarball, text or not.
+"""Sync planning decisions as pure functions: delta or full, tree levels or recursive
+listings, blobs or tarball, text or not.
 
 A delta sync is a guarded optimisation (zoekt's ``prepareDeltaBuild``): when a
 precondition fails, :func:`delta_blocker` returns the reason in words; the pipeline
@@ -7,6 +8,8 @@ logs it and runs a full sync, which ends in the same state, only with more work.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -95,3 +98,50 @@ def tar_member_mode(*, is_symlink: bool, permissions: int) -> str:
     if is_symlink:
         return MODE_SYMLINK
     return MODE_EXECUTABLE if permissions & 0o111 else MODE_FILE
+
+
+class TreeFetch(StrEnum):
+    """How one tree object the walk wants is read from GitHub."""
+
+    LEVEL = "level"  # ``git/trees/{sha}``: that one directory level
+    RECURSIVE = "recursive"  # ``git/trees/{sha}?recursive=1``: the level and all below
+
+
+@dataclass(frozen=True)
+class WantedTree:
+    """A tree the walk needs and no store has, with what is known about its size.
+
+    ``known_files`` counts the files below ``path`` in the best picture the sync has
+    of that directory (the project's current state for a delta, the tarball for a
+    full sync); None when nothing is known (a directory new in this commit).
+    """
+
+    sha: str
+    path: str
+    known_files: int | None
+
+
+def plan_tree_fetches(
+    wanted: Iterable[WantedTree], *, max_files: int, truncated: AbstractSet[str]
+) -> dict[str, TreeFetch]:
+    """One call per wanted tree: recursive where the subtree is known (or likely) to be
+    small, one level where it is big or GitHub already truncated its recursive listing.
+
+    A recursive call costs one call whatever the depth below, where levels cost one
+    per changed directory level; it loses only when the listing is big enough to be
+    slow to transfer and parse, or truncated (GitHub stops at 100,000 entries / 7 MB),
+    which wastes that one call. A directory new in this commit has no known size; it
+    is usually small, so it is tried recursively, and ``truncated`` (the SHAs GitHub
+    truncated so far in this sync) sends it to levels on the next round.
+    """
+    plan: dict[str, TreeFetch] = {}
+    for tree in wanted:
+        if tree.sha in truncated:
+            plan[tree.sha] = TreeFetch.LEVEL
+        elif tree.known_files is None or tree.known_files <= max_files:
+            # Identical subtrees at several paths are one object: recursive wins if any
+            # of its paths says so.
+            plan[tree.sha] = TreeFetch.RECURSIVE
+        else:
+            plan.setdefault(tree.sha, TreeFetch.LEVEL)
+    return plan
