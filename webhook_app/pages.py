@@ -1,7 +1,145 @@
-"""HTML pages (placeholder until the status pages land)."""
+"""HTML pages: the status page, a project's page, and the forms that act on them.
+
+Forms post to routes here, which call the same actions as the JSON API
+(``api_actions``) and redirect back (post/redirect/get) with a flash message. Each
+form carries a per-session anti-forgery token in a hidden field, compared in constant
+time; a post without it changes nothing. Live progress is a few lines of script over
+the SSE endpoint; without script the page shows the same state on reload.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import hmac
+import secrets
+
+from flask import (
+    Blueprint,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, select
+
+from models import MemoryEntry, ProjectSync, db
+from models.queries import memory_entries
+from sync_jobs.errors import ApiRequestError, CsrfTokenError, InvalidParameterError
+from webhook_app import api_actions
+from webhook_app.api_queries import (
+    all_attempts,
+    latest_unfinished,
+    visible_project,
+    visible_projects,
+)
 
 bp = Blueprint("pages", __name__)
+
+CSRF_SESSION_KEY = "csrf_token"
+"""Where the session keeps its anti-forgery token."""
+
+CSRF_FIELD = "csrf_token"
+"""Name of the hidden form field that must echo it."""
+
+PAGE_HISTORY_ROWS = 50
+"""Sync attempts shown on a project page; the API pages through the rest."""
+
+PAGE_MEMORY_ROWS = 25
+"""Memory entries listed on a project page; the API lists all of them."""
+
+
+def csrf_token() -> str:
+    """The session's token, created on first use (templates call it for every form)."""
+    token = session.get(CSRF_SESSION_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[CSRF_SESSION_KEY] = token
+    return token
+
+
+def check_csrf() -> None:
+    expected = session.get(CSRF_SESSION_KEY)
+    given = request.form.get(CSRF_FIELD, "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
+        raise CsrfTokenError("The form expired or did not come from this site; reload and retry.")
+
+
+@bp.record_once
+def _template_helpers(state: BlueprintSetupState) -> None:
+    # Globals rather than a context processor: imported macros see globals only.
+    state.app.jinja_env.globals.update(csrf_token=csrf_token, csrf_field=CSRF_FIELD)
+
+
+@bp.errorhandler(ApiRequestError)
+def _page_error(error: ApiRequestError) -> ResponseReturnValue:
+    if error.status == 404 or isinstance(error, CsrfTokenError):
+        return render_template("pages/error.html", message=error.message), error.status
+    flash(error.message, "error")
+    return redirect(request.referrer or url_for("pages.index"))
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """Every visible project with its branch and last sync."""
+    projects = visible_projects()
+    active = {p.id: latest_unfinished(p.id) for p in projects}
+    return render_template("pages/index.html", projects=projects, active=active)
+
+
+@bp.get("/projects/<int:project_id>")
+def project(project_id: int) -> ResponseReturnValue:
+    """A project's lineage and attempts, live progress and a first look at its memory."""
+    project = visible_project(project_id)
+    attempts = list(db.session.scalars(all_attempts(project.id).limit(PAGE_HISTORY_ROWS)))
+    active = latest_unfinished(project.id)
+    memory_query = memory_entries(project.id)
+    memory = list(db.session.scalars(memory_query.limit(PAGE_MEMORY_ROWS)))
+    memory_total = db.session.scalar(
+        select(func.count()).select_from(memory_query.order_by(None).subquery())
+    )
+    return render_template(
+        "pages/project.html",
+        project=project,
+        attempts=attempts,
+        active=active,
+        memory=memory,
+        memory_total=memory_total or 0,
+        memory_entry_type=MemoryEntry,
+    )
+
+
+def _back(project_id: int) -> ResponseReturnValue:
+    return redirect(url_for("pages.project", project_id=project_id), code=303)
+
+
+@bp.post("/projects/<int:project_id>/resync")
+def resync(project_id: int) -> ResponseReturnValue:
+    check_csrf()
+    project = visible_project(project_id)
+    sync = api_actions.start_sync(project)
+    flash(f"Sync {sync.id} queued for {project.branch}.", "success")
+    return _back(project.id)
+
+
+@bp.post("/projects/<int:project_id>/restore")
+def restore(project_id: int) -> ResponseReturnValue:
+    check_csrf()
+    project = visible_project(project_id)
+    raw = request.form.get("sync_id", "")
+    if not raw.isdigit():
+        raise InvalidParameterError("Choose a sync to restore.")
+    sync: ProjectSync = api_actions.start_restore(project, int(raw))
+    flash(f"Restore to sync {raw} queued as sync {sync.id}.", "success")
+    return _back(project.id)
+
+
+@bp.post("/projects/<int:project_id>/branches")
+def track_branch(project_id: int) -> ResponseReturnValue:
+    check_csrf()
+    project = visible_project(project_id)
+    tracked, sync = api_actions.track_branch(project, request.form.get("branch", ""))
+    flash(f"Now tracking {tracked.branch}; first sync {sync.id} queued.", "success")
+    return _back(tracked.id)

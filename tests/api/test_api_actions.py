@@ -10,10 +10,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
+from github_emulator.history import push
 from models import Project, ProjectSync, SyncStatus, SyncTrigger, db
 from models.queries import lineage
 from sync_jobs.redis_client import EXTENSION_NAME
-from github_emulator.history import push
 from tests.api.conftest import add_sync, make_project, queued_job_ids, run_queued_jobs
 from tests.api.sse_client import messages
 from tests.sync.conftest import Tracked, assert_matches_git
