@@ -1,0 +1,421 @@
+"""The OpenAPI 3.1 document of the JSON API, written by hand next to the views.
+
+A test checks that every route of the ``api`` and ``sse`` blueprints appears here and
+nothing else does, so the document cannot drift from the code unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sync_jobs import defaults
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+PROJECT_ID = {"name": "project_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+PAGING = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+    {
+        "name": "per_page",
+        "in": "query",
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": defaults.API_MAX_PER_PAGE,
+            "default": defaults.API_DEFAULT_PER_PAGE,
+        },
+    },
+]
+AT_SYNC = {
+    "name": "sync",
+    "in": "query",
+    "description": "A successful sync of the project: the state as of that sync.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+PATH_PREFIX = {"name": "path_prefix", "in": "query", "schema": {"type": "string"}}
+PAGED_HEADERS = {
+    "Link": {"description": "RFC 8288 first, last, prev, next", "schema": {"type": "string"}},
+    "X-Total-Count": {"schema": {"type": "integer"}},
+}
+NOT_FOUND = _json(_ref("Error"), "Unknown project, or not visible to this person.")
+BAD_REQUEST = _json(_ref("Error"), "A malformed parameter or body.")
+NOT_JSON = _json(_ref("Error"), "The body is not sent as application/json.")
+CONFLICT = _json(_ref("Error"), "The sync is not part of the project's lineage.")
+QUEUE_DOWN = _json(_ref("Error"), "Redis is unreachable; retry (see Retry-After).")
+
+
+def _paged(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", "page", "per_page", "total", "pages"],
+        "properties": {
+            "items": {"type": "array", "items": _ref(item)},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+            "pages": {"type": "integer"},
+        },
+    }
+
+
+ACCEPTED = {
+    "description": "Queued; follow events_url for progress.",
+    "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+    "content": {"application/json": {"schema": _ref("Accepted")}},
+}
+
+PATHS: dict[str, Any] = {
+    "/projects": {
+        "get": {
+            "operationId": "listProjects",
+            "summary": "Projects (tracked branches) visible to the person",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"items": {"type": "array", "items": _ref("Project")}},
+                    },
+                    "Projects by repository and branch.",
+                )
+            },
+        }
+    },
+    "/projects/{project_id}/branches": {
+        "parameters": [PROJECT_ID],
+        "get": {
+            "operationId": "listBranches",
+            "summary": "Tracked branches of the project's repository",
+            "responses": {"200": _json(_ref("Branches"), "Tracked branches."), "404": NOT_FOUND},
+        },
+        "post": {
+            "operationId": "trackBranch",
+            "summary": "Track another branch of the same repository and queue its first sync",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["branch"],
+                            "properties": {"branch": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(_ref("Tracked"), "The new project and its first sync."),
+                "400": BAD_REQUEST,
+                "404": NOT_FOUND,
+                "409": _json(_ref("Error"), "The branch is already tracked."),
+                "415": NOT_JSON,
+                "503": QUEUE_DOWN,
+            },
+        },
+    },
+    "/projects/{project_id}/status": {
+        "parameters": [PROJECT_ID],
+        "get": {
+            "operationId": "projectStatus",
+            "summary": "Current sync and the newest queued or running one",
+            "responses": {"200": _json(_ref("Status"), "Status."), "404": NOT_FOUND},
+        },
+    },
+    "/projects/{project_id}/syncs": {
+        "parameters": [PROJECT_ID],
+        "post": {
+            "operationId": "startSync",
+            "summary": "Manual resync (coalesced with a sync already queued)",
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "202": ACCEPTED,
+                "400": BAD_REQUEST,
+                "404": NOT_FOUND,
+                "415": NOT_JSON,
+                "503": QUEUE_DOWN,
+            },
+        },
+    },
+    "/projects/{project_id}/history": {
+        "parameters": [PROJECT_ID],
+        "get": {
+            "operationId": "history",
+            "summary": "The lineage, newest first; all=1 adds every other attempt",
+            "parameters": [
+                *PAGING,
+                {"name": "all", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}},
+            ],
+            "responses": {
+                "200": {**_json(_paged("Sync"), "One page of syncs."), "headers": PAGED_HEADERS},
+                "400": BAD_REQUEST,
+                "404": NOT_FOUND,
+            },
+        },
+    },
+    "/projects/{project_id}/restore": {
+        "parameters": [PROJECT_ID],
+        "post": {
+            "operationId": "restore",
+            "summary": "Queue a restore of memory to the state of a past successful sync",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["sync_id"],
+                            "properties": {"sync_id": {"type": "integer", "minimum": 1}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": ACCEPTED,
+                "400": BAD_REQUEST,
+                "404": _json(_ref("Error"), "Unknown project, or a sync of another project."),
+                "409": CONFLICT,
+                "415": NOT_JSON,
+                "503": QUEUE_DOWN,
+            },
+        },
+    },
+    "/projects/{project_id}/memory": {
+        "parameters": [PROJECT_ID],
+        "get": {
+            "operationId": "memory",
+            "summary": "Active memory entries, or those active at a past sync",
+            "parameters": [
+                AT_SYNC,
+                PATH_PREFIX,
+                *PAGING,
+                {
+                    "name": "content",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["0", "1"]},
+                },
+            ],
+            "responses": {
+                "200": {
+                    **_json(_paged("MemoryEntry"), "One page of entries."),
+                    "headers": PAGED_HEADERS,
+                },
+                "400": BAD_REQUEST,
+                "404": NOT_FOUND,
+                "409": CONFLICT,
+            },
+        },
+    },
+    "/projects/{project_id}/files": {
+        "parameters": [PROJECT_ID],
+        "get": {
+            "operationId": "files",
+            "summary": "Tree entries now, or at a past sync",
+            "parameters": [AT_SYNC, PATH_PREFIX, *PAGING],
+            "responses": {
+                "200": {**_json(_paged("File"), "One page of files."), "headers": PAGED_HEADERS},
+                "400": BAD_REQUEST,
+                "404": NOT_FOUND,
+                "409": CONFLICT,
+            },
+        },
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")},
+        }
+    },
+    "/events/project-sync/{sync_id}": {
+        "parameters": [
+            {"name": "sync_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "description": "Resume after this stream id.",
+                "schema": {"type": "string"},
+            },
+        ],
+        "get": {
+            "operationId": "syncEvents",
+            "summary": "Server-sent events of one sync (event: progress | final)",
+            "description": (
+                "Replays from Last-Event-ID or the start, then follows live; a comment "
+                f"heartbeat every {defaults.SSE_HEARTBEAT_SECONDS:.0f} s; closes after the "
+                "final event. data is a ProgressEvent as JSON."
+            ),
+            "responses": {
+                "200": {
+                    "description": "The event stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "400": _json(_ref("Error"), "Last-Event-ID is not a stream id."),
+                "404": _json(_ref("Error"), "Unknown sync, or not visible to this person."),
+            },
+        },
+    },
+}
+
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_NULLABLE_STR = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "Sync": {
+        "type": "object",
+        "required": ["id", "status", "trigger"],
+        "properties": {
+            "id": {"type": "integer"},
+            "project_id": {"type": "integer"},
+            "status": {"enum": ["queued", "running", "succeeded", "failed", "superseded"]},
+            "trigger": {"enum": ["push", "manual", "install", "reconcile", "restore"]},
+            "sequence": _NULLABLE_INT,
+            "previous_sync_id": _NULLABLE_INT,
+            "restored_from_sync_id": _NULLABLE_INT,
+            "base_commit_sha": _NULLABLE_STR,
+            "head_commit_sha": _NULLABLE_STR,
+            "head_tree_sha": _NULLABLE_STR,
+            "files": {
+                "type": "object",
+                "properties": {
+                    k: {"type": "integer"} for k in ("added", "modified", "removed", "unchanged")
+                },
+            },
+            "api_calls": {"type": "integer"},
+            "bytes_fetched": {"type": "integer"},
+            "mode": _NULLABLE_STR,
+            "full_sync_reason": _NULLABLE_STR,
+            "phase_seconds": {
+                "type": ["object", "null"],
+                "additionalProperties": {"type": "number"},
+            },
+            "queued_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "duration_seconds": {"type": ["number", "null"]},
+            "error": _NULLABLE_STR,
+            "delivery_id": _NULLABLE_STR,
+        },
+    },
+    "Project": {
+        "type": "object",
+        "required": ["id", "repository", "branch"],
+        "properties": {
+            "id": {"type": "integer"},
+            "repository": {"type": "string"},
+            "repository_id": {"type": "integer"},
+            "branch": {"type": "string"},
+            "default_branch": {"type": "string"},
+            "auto_sync": {"type": "boolean"},
+            "stopped_reason": _NULLABLE_STR,
+            "current_sync": {"oneOf": [_ref("Sync"), {"type": "null"}]},
+        },
+    },
+    "Branches": {
+        "type": "object",
+        "properties": {
+            "repository": {"type": "string"},
+            "default_branch": {"type": "string"},
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "tracked": {"type": "boolean"},
+                        "default": {"type": "boolean"},
+                        "project_id": {"type": "integer"},
+                        "auto_sync": {"type": "boolean"},
+                        "stopped_reason": _NULLABLE_STR,
+                        "current_sync": {"oneOf": [_ref("Sync"), {"type": "null"}]},
+                    },
+                },
+            },
+        },
+    },
+    "Status": {
+        "type": "object",
+        "properties": {
+            "project": _ref("Project"),
+            "current_sync": {"oneOf": [_ref("Sync"), {"type": "null"}]},
+            "active_sync": {"oneOf": [_ref("Sync"), {"type": "null"}]},
+            "events_url": {"type": ["string", "null"], "format": "uri"},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["sync", "events_url"],
+        "properties": {"sync": _ref("Sync"), "events_url": {"type": "string", "format": "uri"}},
+    },
+    "Tracked": {
+        "type": "object",
+        "properties": {
+            "project": _ref("Project"),
+            "sync": _ref("Sync"),
+            "events_url": {"type": "string", "format": "uri"},
+        },
+    },
+    "MemoryEntry": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "path": {"type": "string"},
+            "blob_sha": {"type": "string"},
+            "size": {"type": "integer"},
+            "created_in_sync_id": {"type": "integer"},
+            "superseded_in_sync_id": _NULLABLE_INT,
+            "restored_from_entry_id": _NULLABLE_INT,
+            "content": _NULLABLE_STR,
+        },
+    },
+    "File": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "path": {"type": "string"},
+            "mode": {"enum": ["100644", "100755", "120000", "160000", "040000"]},
+            "sha": {"type": "string"},
+            "size": _NULLABLE_INT,
+            "valid_from_sync_id": {"type": "integer"},
+            "valid_to_sync_id": _NULLABLE_INT,
+        },
+    },
+    "ProgressEvent": {
+        "type": "object",
+        "properties": {
+            "sync_id": {"type": "integer"},
+            "phase": {"enum": ["resolve", "diff", "fetch", "apply", "retry", "done"]},
+            "done": {"type": "integer"},
+            "total": {"type": "integer"},
+            "message": {"type": "string"},
+            "outcome": {"enum": ["succeeded", "failed", "superseded"]},
+        },
+    },
+}
+
+
+def document(*, server_url: str) -> dict[str, Any]:
+    """The whole document, with the server this app answers on."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Project Sync API",
+            "version": "1",
+            "description": (
+                "Tracked branches, their sync lineage and memory. Errors are "
+                '{"error": "..."}. POST bodies must be application/json.'
+            ),
+        },
+        "servers": [{"url": server_url}],
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS},
+    }
