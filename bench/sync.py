@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 CLAIM_KEY = "project-sync:bench-claim"
+DEEP = 4
+"""Directories above the file the one-deep-change case edits (the issue's "4 deep")."""
 
 
 def claim_redis() -> str:
@@ -93,6 +96,10 @@ class Bench:
         codeload = sum(n for k, n in counts.by_endpoint.items() if "_codeload" in k)
         return counts.total - codeload
 
+    def endpoints(self) -> Counter[str]:
+        """Requests so far, by endpoint (``git/trees`` counts levels and recursive ones)."""
+        return Counter(self.server.request_counts().by_endpoint)
+
     def requests(self) -> int:
         return self.server.request_counts().total
 
@@ -121,6 +128,7 @@ class Bench:
         started = time.monotonic()
         self.history = HistoryGenerator(self.tmp / "work", seed=2024, sync_worktree=False)
         self.history.initial_commit(files=self.args.files, directories=self.args.directories)
+        self.deep_path = self.ensure_deep_file()
         self.clone_url = self.server.clone_url(record)
         push(self.history.work_dir, self.clone_url)
         self.results["generate_s"] = round(time.monotonic() - started, 2)
@@ -189,9 +197,31 @@ class Bench:
             "status": row.status.value,
         }
 
+    def ensure_deep_file(self) -> str:
+        """A regular file exactly 4 directories deep, for the one-deep-change case.
+
+        The generator puts files 0-3 or 8 directories deep, so when it made none at
+        depth 4 one is added, before the first sync, in a directory that already exists
+        (one with deeper content below it, like most real depth-4 directories).
+        """
+        files = self.history.files
+        at_depth = sorted(
+            p for p, (mode, _c) in files.items() if mode == "100644" and p.count("/") == DEEP
+        )
+        if at_depth:
+            return at_depth[0]
+        directory = min("/".join(p.split("/")[:DEEP]) for p in files if p.count("/") > DEEP)
+        path = f"{directory}/deep-change-target.txt"
+        self.history._commit(
+            "a file 4 directories deep",
+            {path: ("100644", b"edited by the benchmark\n")},
+            parent=self.history.head,
+        )
+        return path
+
     def one_deep_change(self) -> None:
-        regular = sorted(p for p, (mode, _c) in self.history.files.items() if mode == "100644")
-        path = min(regular, key=lambda p: (abs(p.count("/") - 4), p))
+        path = self.deep_path
+        assert path.count("/") == DEEP, path
         mode, content = self.history.files[path]
         self.history._commit(
             "one deep edit", {path: (mode, content + b"edit\n")}, parent=self.history.head
@@ -206,8 +236,13 @@ class Bench:
 
     def replay(self) -> None:
         """Our sync and a naive one, push by push, in the same run with the same latency."""
-        ours = {"api_calls": 0, "wall_s": 0.0}
-        naive = {"api_calls": 0, "wall_s": 0.0, "truncated_listings": 0}
+        ours: dict[str, Any] = {"api_calls": 0, "wall_s": 0.0, "by_endpoint": Counter()}
+        naive: dict[str, Any] = {
+            "api_calls": 0,
+            "wall_s": 0.0,
+            "truncated_listings": 0,
+            "by_endpoint": Counter(),
+        }
         previous = self.naive_listing()[0]
         for number in range(self.args.commits):
             if number % 20 == 19:
@@ -216,14 +251,17 @@ class Bench:
             else:
                 self.history.commit_random_change()
                 self.push()
+            endpoints = self.endpoints()
             result = self.sync()
             ours["api_calls"] += result["api_calls"]
             ours["wall_s"] += result["wall_s"]
-            before, started = self.calls(), time.monotonic()
+            ours["by_endpoint"] += self.endpoints() - endpoints
+            before, started, endpoints = self.calls(), time.monotonic(), self.endpoints()
             listing, truncated = self.naive_listing()
             changed = {sha for path, sha in listing.items() if previous.get(path) != sha}
             self.naive_blobs(changed)
             naive["api_calls"] += self.calls() - before
+            naive["by_endpoint"] += self.endpoints() - endpoints
             naive["wall_s"] += time.monotonic() - started
             naive["truncated_listings"] += truncated
             previous = listing
