@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from models import Blob, MemoryEntry, Project, ProjectSync, RepositoryFile, db
 from models.queries import files_at, lineage, memory_entries
 from sync_jobs.errors import ApiRequestError, InvalidParameterError, UnsupportedMediaTypeError
-from webhook_app import api_actions
+from webhook_app import access, api_actions
 from webhook_app.access import visible_installation_ids
 from webhook_app.api_queries import (
     Page,
@@ -37,6 +37,8 @@ from webhook_app.api_queries import (
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+# Anonymous requests get 401 once sign-in is configured (access.py's contract).
+bp.before_request(access.require_person)
 
 
 @bp.errorhandler(ApiRequestError)

@@ -29,9 +29,12 @@ from sync_jobs import defaults
 from sync_jobs.errors import ApiRequestError, InvalidParameterError
 from sync_jobs.progress import Phase, ProgressEvent, read_events
 from sync_jobs.redis_client import redis_connection
+from webhook_app import access
 from webhook_app.api_queries import visible_sync
 
 bp = Blueprint("sse", __name__, url_prefix="/api/v1/events")
+# Anonymous requests get 401 once sign-in is configured (access.py's contract).
+bp.before_request(access.require_person)
 
 STREAM_ID_START = "0-0"
 """XREAD's "from the beginning" id."""
