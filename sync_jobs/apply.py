@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 
 from models import Blob, GitTree, MemoryEntry, Project, ProjectSync, RepositoryFile, db
 from models.base import utcnow
@@ -88,11 +88,32 @@ def bulk_insert(table: Table, rows: list[dict[str, Any]]) -> None:
             copy.write_row([row[c] for c in columns])
 
 
-def copy_ignoring_conflicts(table: Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
-    """:func:`insert_ignoring_conflicts` through COPY into a temporary table (PostgreSQL)."""
+def copy_ignoring_conflicts(
+    table: Table,
+    rows: list[dict[str, Any]],
+    keys: Sequence[str],
+    *,
+    connection: Connection | None = None,
+) -> None:
+    """:func:`insert_ignoring_conflicts` through COPY into a temporary table (PostgreSQL).
+
+    ``connection`` is for callers writing outside the session (a writer thread); the
+    caller commits it.
+    """
+    if connection is not None:
+        _copy_ignoring_conflicts(connection, table, rows, keys)
+        return
     connection = db.session.connection()
     if not rows or connection.dialect.name != "postgresql":
         insert_ignoring_conflicts(table, rows, keys)
+        return
+    _copy_ignoring_conflicts(connection, table, rows, keys)
+
+
+def _copy_ignoring_conflicts(
+    connection: Connection, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    if not rows:
         return
     columns = list(rows[0])
     names = ", ".join(f'"{c}"' for c in columns)
@@ -273,14 +294,17 @@ def _write_files(plan: ApplyPlan) -> None:
 
 
 def _text_blob_ids(repository_id: int, shas: Iterable[str]) -> dict[str, int]:
+    wanted = set(shas)
+    query = select(Blob.sha, Blob.id).where(
+        Blob.repository_id == repository_id, Blob.content.is_not(None)
+    )
+    if len(wanted) > defaults.LOOKUP_ALL_ABOVE:
+        return {sha: blob_id for sha, blob_id in db.session.execute(query) if sha in wanted}
     found: dict[str, int] = {}
-    for batch in _chunks(sorted(set(shas))):
-        rows = db.session.execute(
-            select(Blob.sha, Blob.id).where(
-                Blob.repository_id == repository_id, Blob.sha.in_(batch), Blob.content.is_not(None)
-            )
+    for batch in _chunks(sorted(wanted)):
+        found.update(
+            {sha: blob_id for sha, blob_id in db.session.execute(query.where(Blob.sha.in_(batch)))}
         )
-        found.update({sha: blob_id for sha, blob_id in rows})
     return found
 
 
@@ -295,15 +319,21 @@ def _write_memory(plan: ApplyPlan) -> None:
         return
     paths = [c.path for c in changes]
     active: dict[str, tuple[int, int]] = {}
-    for batch in _chunks(paths):
-        for entry_id, path, blob_id in db.session.execute(
-            select(MemoryEntry.id, MemoryEntry.path, MemoryEntry.blob_id).where(
-                MemoryEntry.project_id == plan.project_id,
-                MemoryEntry.superseded_in_sync_id.is_(None),
-                MemoryEntry.path.in_(batch),
-            )
-        ):
-            active[path] = (entry_id, blob_id)
+    query = select(MemoryEntry.id, MemoryEntry.path, MemoryEntry.blob_id).where(
+        MemoryEntry.project_id == plan.project_id,
+        MemoryEntry.superseded_in_sync_id.is_(None),
+    )
+    if len(paths) > defaults.LOOKUP_ALL_ABOVE:
+        changed = set(paths)
+        for entry_id, path, blob_id in db.session.execute(query):
+            if path in changed:
+                active[path] = (entry_id, blob_id)
+    else:
+        for batch in _chunks(paths):
+            for entry_id, path, blob_id in db.session.execute(
+                query.where(MemoryEntry.path.in_(batch))
+            ):
+                active[path] = (entry_id, blob_id)
     files = {c.path: c.new for c in changes if c.new is not None and c.new.kind is EntryKind.FILE}
     text_ids = _text_blob_ids(plan.repository_id, {e.sha for e in files.values()})
     supersede: list[tuple[str, int]] = []

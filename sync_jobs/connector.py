@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from githubkit import GitHub
@@ -91,29 +91,6 @@ class _InstallationAuth(BaseAuthStrategy):
 
     def get_auth_flow(self, github: Any) -> httpx.Auth:
         return _TokenAuth(self)
-
-
-class _StreamReader:
-    """A read()-able view of an HTTP body, so tarfile can stream it ("r|gz")."""
-
-    def __init__(self, chunks: Iterator[bytes], stats: CallStats) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-        self._stats = stats
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                break
-            self._stats.add(0, len(chunk))
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
 
 
 class GitHubConnector:
@@ -359,14 +336,19 @@ class GitHubConnector:
         yield from zip(wanted, self._parallel(self.blob, wanted), strict=True)
 
     @contextmanager
-    def tarball(self, commit_sha: str) -> Iterator[IO[bytes]]:
-        """The commit's archive as a stream (GitHub redirects to a gzip tarball)."""
+    def tarball(self, commit_sha: str) -> Iterator[Iterator[bytes]]:
+        """The commit's archive as a stream of gzip'd chunks (GitHub redirects to it)."""
         owner, repo = self._owner_repo
         path = f"/repos/{owner}/{repo}/tarball/{commit_sha}"
         response = self._call(lambda: self._gh.request("GET", path, stream=True), counted=False)
         raw = response.raw_response
         self.stats.add(1 + len(raw.history), 0)
         try:
-            yield _StreamReader(raw.iter_bytes(1 << 16), self.stats)  # type: ignore[misc]
+            yield self._counted(raw.iter_bytes(1 << 16))
         finally:
             raw.close()
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.stats.add(0, len(chunk))
+            yield chunk

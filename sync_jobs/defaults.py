@@ -100,6 +100,11 @@ root of a small repository falls under it too, so its whole tree is one call."""
 TREE_LOOKUP_BATCH = 500
 """Tree SHAs looked up in the database per query while walking."""
 
+LOOKUP_ALL_ABOVE = 10_000
+"""Past this many keys (a first sync, a big merge) a lookup reads all of the project's
+or repository's rows in one query and filters in Python: one sequential read beats
+dozens of IN queries of DB_BATCH_ROWS keys, each parsed and planned apart."""
+
 DB_BATCH_ROWS = 2000
 """Rows per executemany/IN batch: large enough for throughput, small enough for
 SQLite's variable limit and bounded memory."""
@@ -107,6 +112,10 @@ SQLite's variable limit and bounded memory."""
 BLOB_FLUSH_BYTES = 8 * 1024 * 1024
 """Fetched blob content is written to the database whenever this much is buffered, so
 a first sync never holds the repository in memory."""
+
+BLOB_WRITE_QUEUE = 2
+"""Blob batches waiting for the writer thread; the download pauses when it is full,
+so at most this many BLOB_FLUSH_BYTES batches (plus the one being built) are held."""
 
 PROGRESS_MIN_INTERVAL_SECONDS = 0.25
 """Progress events within one phase are sent at most this often (SSE readers gain

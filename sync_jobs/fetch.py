@@ -12,8 +12,10 @@ computed from its content and must match the SHA the tree names.
 
 from __future__ import annotations
 
-import tarfile
-from collections.abc import Callable, Iterable, Mapping
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
@@ -24,7 +26,8 @@ from sync_jobs import defaults
 from sync_jobs.apply import copy_ignoring_conflicts, table_of
 from sync_jobs.connector import GitHubConnector
 from sync_jobs.core.plan import ContentKind, classify_content, tar_member_mode, tar_member_path
-from sync_jobs.core.tree import BlobHasher, FileEntry, FlatTree, blob_sha
+from sync_jobs.core.tarstream import gunzip, read_entries
+from sync_jobs.core.tree import FileEntry, FlatTree, blob_sha
 from sync_jobs.errors import SyncDataError
 
 Progress = Callable[[int, int], None]
@@ -38,13 +41,13 @@ def chunks(items: list[Any], size: int = defaults.DB_BATCH_ROWS) -> Iterable[lis
 
 def stored_blob_shas(repository_id: int, shas: Iterable[str]) -> set[str]:
     """Which of ``shas`` the repository already has (their content is never refetched)."""
+    wanted = set(shas)
+    query = select(Blob.sha).where(Blob.repository_id == repository_id)
+    if len(wanted) > defaults.LOOKUP_ALL_ABOVE:
+        return {sha for sha in db.session.scalars(query) if sha in wanted}
     found: set[str] = set()
-    for batch in chunks(sorted(set(shas))):
-        found.update(
-            db.session.scalars(
-                select(Blob.sha).where(Blob.repository_id == repository_id, Blob.sha.in_(batch))
-            )
-        )
+    for batch in chunks(sorted(wanted)):
+        found.update(db.session.scalars(query.where(Blob.sha.in_(batch))))
     return found
 
 
@@ -73,7 +76,14 @@ def blob_row(
 
 
 class BlobWriter:
-    """Buffers blob rows and writes them in committed batches (bounded memory)."""
+    """Buffers blob rows and writes them in committed batches (bounded memory).
+
+    On PostgreSQL the batches are written by one background thread on its own
+    connection, so the database works while the next batch is downloaded and hashed
+    (a first sync spends about as long in each). At most
+    :data:`~sync_jobs.defaults.BLOB_WRITE_QUEUE` batches wait, which bounds memory;
+    :meth:`flush` returns once every batch is committed and re-raises a failed write.
+    """
 
     def __init__(self, repository_id: int, *, max_bytes: int) -> None:
         self.repository_id = repository_id
@@ -81,19 +91,77 @@ class BlobWriter:
         self._rows: list[dict[str, Any]] = []
         self._buffered = 0
         self.written = 0
+        engine = db.engine
+        self._engine = engine if engine.dialect.name == "postgresql" else None
+        self._queue: queue.Queue[list[dict[str, Any]] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def add(self, sha: str, data: bytes | None, size: int) -> None:
         self._rows.append(blob_row(self.repository_id, sha, data, size, max_bytes=self.max_bytes))
         self._buffered += len(data or b"")
         if self._buffered >= defaults.BLOB_FLUSH_BYTES or len(self._rows) >= defaults.DB_BATCH_ROWS:
-            self.flush()
+            self._hand_off()
 
     def flush(self) -> None:
-        if self._rows:
-            copy_ignoring_conflicts(table_of(Blob), self._rows, ("repository_id", "sha"))
+        """Write everything added so far; return when it is committed."""
+        self._hand_off()
+        self._stop()
+        self._raise_failure()
+
+    @contextmanager
+    def writing(self) -> Iterator[BlobWriter]:
+        """Flush at the end; on an error, stop the writer thread without flushing."""
+        try:
+            yield self
+        except BaseException:
+            self._rows, self._buffered = [], 0
+            self._stop()
+            raise
+        self.flush()
+
+    def _stop(self) -> None:
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+        self._thread = self._queue = None
+
+    def _hand_off(self) -> None:
+        rows, self._rows, self._buffered = self._rows, [], 0
+        if not rows:
+            return
+        self._raise_failure()
+        if self._engine is None:
+            copy_ignoring_conflicts(table_of(Blob), rows, ("repository_id", "sha"))
             db.session.commit()
-            self.written += len(self._rows)
-        self._rows, self._buffered = [], 0
+            self.written += len(rows)
+            return
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=defaults.BLOB_WRITE_QUEUE)
+            self._thread = threading.Thread(
+                target=self._write_batches, args=(self._queue,), name="blob-writer", daemon=True
+            )
+            self._thread.start()
+        self._queue.put(rows)
+
+    def _write_batches(self, batches: queue.Queue[list[dict[str, Any]] | None]) -> None:
+        assert self._engine is not None
+        while (rows := batches.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the pipeline raises the first failure
+            try:
+                with self._engine.begin() as connection:
+                    copy_ignoring_conflicts(
+                        table_of(Blob), rows, ("repository_id", "sha"), connection=connection
+                    )
+                self.written += len(rows)
+            except BaseException as exc:  # re-raised in the pipeline's thread
+                self._error = exc
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def fetch_blobs(
@@ -117,14 +185,14 @@ def fetch_blobs(
         else:
             to_fetch.append(sha)
     batch_size = defaults.FETCH_CONCURRENCY * 16
-    for batch in chunks(to_fetch, batch_size):
-        for sha, data in connector.blobs(batch):
-            if blob_sha(data) != sha:
-                raise SyncDataError(f"blob {sha} from GitHub hashes to {blob_sha(data)}")
-            writer.add(sha, data, len(data))
-            done += 1
-        progress(done, total)
-    writer.flush()
+    with writer.writing():
+        for batch in chunks(to_fetch, batch_size):
+            for sha, data in connector.blobs(batch):
+                if blob_sha(data) != sha:
+                    raise SyncDataError(f"blob {sha} from GitHub hashes to {blob_sha(data)}")
+                writer.add(sha, data, len(data))
+                done += 1
+            progress(done, total)
     progress(done, total)
 
 
@@ -144,40 +212,18 @@ def read_tarball(
     against the real tree (root SHA, or per-blob SHA) before trusting it.
     """
     flat: FlatTree = {}
-    with connector.tarball(commit_sha) as stream, tarfile.open(fileobj=stream, mode="r|gz") as tar:
-        for member in tar:
-            path = tar_member_path(member.name)
-            if path is None or not (member.isfile() or member.issym()):
+    with writer.writing(), connector.tarball(commit_sha) as chunks:
+        for entry in read_entries(gunzip(chunks), max_bytes=writer.max_bytes):
+            path = tar_member_path(entry.name)
+            if path is None:
                 continue
-            mode = tar_member_mode(is_symlink=member.issym(), permissions=member.mode)
-            if member.issym():
-                data: bytes | None = member.linkname.encode("utf-8", "surrogateescape")
-                sha, size = blob_sha(data), len(data)  # type: ignore[arg-type]
-            else:
-                sha, data, size = _hash_member(tar, member, writer.max_bytes)
-            flat[path] = FileEntry(mode, sha, size)
-            if wanted is None or sha in wanted:
-                writer.add(sha, data, size)
+            mode = tar_member_mode(is_symlink=entry.is_symlink, permissions=entry.permissions)
+            flat[path] = FileEntry(mode, entry.sha, entry.size)
+            if wanted is None or entry.sha in wanted:
+                writer.add(entry.sha, entry.data, entry.size)
                 if wanted is not None:
-                    wanted.discard(sha)
+                    wanted.discard(entry.sha)
             if len(flat) % 1000 == 0:
                 progress(len(flat), max(expected_files, len(flat)))
-    writer.flush()
     progress(len(flat), max(expected_files, len(flat)))
     return flat
-
-
-def _hash_member(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: int
-) -> tuple[str, bytes | None, int]:
-    """A member's blob SHA, and its content unless larger than ``max_bytes``."""
-    handle = tar.extractfile(member)
-    if handle is None:
-        raise SyncDataError(f"archive member {member.name} has no content")
-    if member.size <= max_bytes:
-        data = handle.read()
-        return blob_sha(data), data, len(data)
-    hasher = BlobHasher(member.size)
-    while chunk := handle.read(1 << 20):
-        hasher.update(chunk)
-    return hasher.hexdigest(), None, member.size
