@@ -36,12 +36,12 @@ from sync_jobs.connector import CallStats, GitHubConnector
 from sync_jobs.core.diff import Delta, diff_flat
 from sync_jobs.core.merkle import MerkleWalk
 from sync_jobs.core.plan import DeltaBase, FetchCosts, FetchStrategy, choose_fetch, delta_blocker
-from sync_jobs.core.tree import FlatTree, build_trees
+from sync_jobs.core.tree import build_trees
 from sync_jobs.errors import LostRaceError, PermanentSyncError, RepositoryNotFoundError
 from sync_jobs.fetch import BlobWriter, fetch_blobs, has_any_blob, read_tarball, stored_blob_shas
 from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher
 from sync_jobs.redis_client import redis_connection
-from sync_jobs.trees import SizeHint, TreeSource
+from sync_jobs.trees import TreeSource, listed_sizes, stored_sizes
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _attempt(
             yield ProgressEvent(Phase.DIFF, 0, 1, "comparing trees (delta)")
             walk = MerkleWalk(current_tree, head.tree_sha)
             known_files = count_files(project.id)
-            source = TreeSource(gh, repository.id, size_hint=_stored_sizes(project.id, known_files))
+            source = TreeSource(gh, repository.id, size_hint=stored_sizes(project.id, known_files))
             source.drive(walk)
             plan.delta = walk.delta()
             plan.total_files = known_files + len(plan.delta.opened) - len(plan.delta.closed_paths)
@@ -203,7 +203,7 @@ def _attempt(
             plan.mode, plan.full_sync_reason = "full", reason
             walk = MerkleWalk(None, head.tree_sha)
             source = TreeSource(
-                gh, repository.id, size_hint=_stored_sizes(project.id, count_files(project.id))
+                gh, repository.id, size_hint=stored_sizes(project.id, count_files(project.id))
             )
             if not has_any_blob(repository.id):
                 # Nothing stored for this repository: everything is needed, and one
@@ -219,7 +219,7 @@ def _attempt(
                         root,
                         head.tree_sha,
                     )
-                source = TreeSource(gh, repository.id, size_hint=_listed_sizes(flat))
+                source = TreeSource(gh, repository.id, size_hint=listed_sizes(flat))
                 source.add(trees)
                 content_from_tarball = True
                 timer.enter("diff")
@@ -289,28 +289,6 @@ def _tarball(
     )
     yield from events[-3:]
     return flat
-
-
-def _stored_sizes(project_id: int, total: int) -> SizeHint:
-    """Sizes from the project's current state: exact for a directory the old tree has,
-    unknown (None) for one new in this commit."""
-
-    def hint(path: str, old_sha: str | None) -> int | None:
-        if not path:
-            return total
-        return count_files(project_id, under=path) if old_sha is not None else None
-
-    return hint
-
-
-def _listed_sizes(flat: FlatTree) -> SizeHint:
-    """Sizes from a tarball's listing, for the few trees that differ from it."""
-
-    def hint(path: str, _old_sha: str | None) -> int:
-        prefix = f"{path}/" if path else ""
-        return sum(1 for listed in flat if listed.startswith(prefix))
-
-    return hint
 
 
 def _tree_stored(repository_id: int, sha: str) -> bool:

@@ -19,11 +19,11 @@ import logging
 from collections.abc import Callable, Iterable
 
 from sync_jobs import defaults
-from sync_jobs.apply import stored_trees
+from sync_jobs.apply import count_files, stored_trees
 from sync_jobs.connector import GitHubConnector
 from sync_jobs.core.merkle import MerkleWalk
 from sync_jobs.core.plan import TreeFetch, WantedTree, plan_tree_fetches
-from sync_jobs.core.tree import TreeItem, trees_from_listing
+from sync_jobs.core.tree import FlatTree, TreeItem, trees_from_listing
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +92,25 @@ class TreeSource:
     def to_store(self, opened: Iterable[str]) -> dict[str, list[TreeItem]]:
         """Trees for GitTree rows: every tree the walk opened and every fetched one."""
         return {sha: self.memory[sha] for sha in {*opened, *self.fetched} if sha in self.memory}
+
+
+def stored_sizes(project_id: int, total: int) -> SizeHint:
+    """Sizes from the project's current state: exact for a directory the old tree has,
+    unknown (None) for one new in this commit."""
+
+    def hint(path: str, old_sha: str | None) -> int | None:
+        if not path:
+            return total
+        return count_files(project_id, under=path) if old_sha is not None else None
+
+    return hint
+
+
+def listed_sizes(flat: FlatTree) -> SizeHint:
+    """Sizes from a tarball's listing, for the few trees that differ from it."""
+
+    def hint(path: str, _old_sha: str | None) -> int:
+        prefix = f"{path}/" if path else ""
+        return sum(1 for listed in flat if listed.startswith(prefix))
+
+    return hint
