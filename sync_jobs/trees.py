@@ -16,6 +16,7 @@ whether the walk opened it or not, so later syncs skip it from the database.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from sync_jobs import defaults
@@ -107,10 +108,15 @@ def stored_sizes(project_id: int, total: int) -> SizeHint:
 
 
 def listed_sizes(flat: FlatTree) -> SizeHint:
-    """Sizes from a tarball's listing, for the few trees that differ from it."""
+    """Sizes from a tarball's listing, for the trees that differ from it (counted once,
+    on first use: usually one or two trees are asked about, sometimes hundreds)."""
+    counts: Counter[str] = Counter()
 
     def hint(path: str, _old_sha: str | None) -> int:
-        prefix = f"{path}/" if path else ""
-        return sum(1 for listed in flat if listed.startswith(prefix))
+        if not counts:
+            for listed in flat:
+                parts = listed.split("/")[:-1]
+                counts.update("/".join(parts[:depth]) for depth in range(len(parts) + 1))
+        return counts[path]
 
     return hint

@@ -83,6 +83,40 @@ def test_truncated_recursive_trees_are_walked(
     assert any("recursive" in k or "trees" in k for k in counts)
 
 
+def test_delta_syncs_fall_back_to_levels_where_recursive_subtrees_are_truncated(
+    tracked: Tracked, github_emulator: EmulatorServer
+) -> None:
+    run(tracked)
+    # The root and most subtrees list more than 30 entries recursively; single levels
+    # of this repository stay under it.
+    github_emulator.knobs.tree_max_entries = 30
+    for _ in range(3):
+        for _ in range(2):
+            tracked.history.commit_random_change()
+        head = tracked.push()
+        before = tracked.requests()
+        sync = run(tracked)
+        assert sync.mode is not None and sync.mode.startswith("delta"), sync.mode
+        assert sync.api_calls == tracked.requests() - before
+        assert_matches_git(tracked, head)
+
+
+def test_a_small_repository_delta_lists_its_tree_in_one_call(
+    tracked: Tracked, github_emulator: EmulatorServer
+) -> None:
+    run(tracked)
+    tracked.history.commit_random_change()
+    head = tracked.push()
+    trees_before = _tree_calls(github_emulator)
+    sync = run(tracked)
+    assert_matches_git(tracked, head)
+    assert _tree_calls(github_emulator) - trees_before == 1, sync.api_calls
+
+
+def _tree_calls(server: EmulatorServer) -> int:
+    return sum(n for k, n in server.request_counts().by_endpoint.items() if "/git/trees/" in k)
+
+
 def test_rate_limit_exhaustion_mid_sync_waits_for_the_reset(
     tracked: Tracked, github_emulator: EmulatorServer
 ) -> None:
