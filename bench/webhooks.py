@@ -488,6 +488,12 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 f"{name}_deliveries_per_second": round(throughput, 1),
                 f"{name}_ratio_to_probot": round(throughput / PROBOT_REFERENCE, 3),
                 f"{name}_saturation_cpu": [round(saturation[key], 2) for key in CPU_KEYS],
+                # CPU per delivery at saturation: steadier than deliveries/s when
+                # other work shares the machine.
+                f"{name}_cpu_ms_per_delivery_load_server_postgres": [
+                    round(saturation[key] * (os.cpu_count() or 1) / throughput * 1000, 3)
+                    for key in CPU_KEYS[:3]
+                ],
                 f"{name}_saturation_statuses": saturation["statuses"],
                 f"{name}_p50_ms_at_rate": round(statistics.median(latencies_ms), 2),
                 f"{name}_p99_ms_at_rate": round(percentile(latencies_ms, 0.99), 2),
