@@ -36,7 +36,10 @@ from webhook_app.api_queries import (
     visible_projects,
 )
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+API_PREFIX = "/api"
+"""Every JSON endpoint lives below this path (the current version is v1)."""
+
+bp = Blueprint("api", __name__, url_prefix=f"{API_PREFIX}/v1")
 # Anonymous requests get 401 once sign-in is configured (access.py's contract).
 bp.before_request(access.require_person)
 
@@ -52,6 +55,16 @@ def _api_error(error: ApiRequestError) -> ResponseReturnValue:
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> ResponseReturnValue:
     return jsonify(error=error.description or error.name), error.code or 500
+
+
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+def _unrouted(error: HTTPException) -> ResponseReturnValue:
+    # A URL that matches no route never reaches this blueprint's own handlers; API
+    # clients under /api/ still get JSON, everything else Flask's page.
+    if request.path.startswith(API_PREFIX + "/"):
+        return _http_error(error)
+    return error
 
 
 def events_url(sync_id: int) -> str:

@@ -25,7 +25,6 @@ from urllib.parse import urlencode
 from flask import (
     Blueprint,
     Flask,
-    abort,
     current_app,
     g,
     redirect,
@@ -38,7 +37,7 @@ from githubkit import GitHub, OAuthWebAuthStrategy
 from githubkit.exception import GitHubException
 
 from sync_jobs import defaults
-from sync_jobs.errors import OAuthStateError, SignInError
+from sync_jobs.errors import CsrfTokenError, OAuthStateError, SignInError
 from webhook_app.manifest import LOGIN_CALLBACK_PATH
 
 bp = Blueprint("auth", __name__)
@@ -64,9 +63,14 @@ def init_app(app: Flask) -> None:
     # Without PUBLIC_URL the scheme is unknown (a proxy may end TLS), so Secure is only
     # set when the operator said the public URL is https.
     app.config["SESSION_COOKIE_SECURE"] = public_url.startswith("https://")
-    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals.update(csrf_token=csrf_token, csrf_field=CSRF_FIELD)
+    app.register_error_handler(CsrfTokenError, _forged_form)
     app.jinja_env.globals["sign_in_configured"] = sign_in_configured
     app.before_request(_remember_person)
+
+
+def _forged_form(error: CsrfTokenError) -> ResponseReturnValue:
+    return render_template("pages/error.html", message=error.message), error.status
 
 
 def _remember_person() -> None:
@@ -116,8 +120,8 @@ def check_csrf() -> None:
     """
     expected = session.get(CSRF_KEY)
     posted = request.form.get(CSRF_FIELD, "")
-    if not expected or not hmac.compare_digest(expected, posted):
-        abort(400, description="The form expired or did not come from this site; try again.")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected, posted):
+        raise CsrfTokenError("The form expired or did not come from this site; reload and retry.")
 
 
 def new_state(key: str) -> str:

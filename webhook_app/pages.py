@@ -9,19 +9,14 @@ the SSE endpoint; without script the page shows the same state on reload.
 
 from __future__ import annotations
 
-import hmac
-import secrets
-
 from flask import (
     Blueprint,
     flash,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
-from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
@@ -35,42 +30,15 @@ from webhook_app.api_queries import (
     visible_project,
     visible_projects,
 )
+from webhook_app.auth import check_csrf
 
 bp = Blueprint("pages", __name__)
-
-CSRF_SESSION_KEY = "csrf_token"
-"""Where the session keeps its anti-forgery token."""
-
-CSRF_FIELD = "csrf_token"
-"""Name of the hidden form field that must echo it."""
 
 PAGE_HISTORY_ROWS = 50
 """Sync attempts shown on a project page; the API pages through the rest."""
 
 PAGE_MEMORY_ROWS = 25
 """Memory entries listed on a project page; the API lists all of them."""
-
-
-def csrf_token() -> str:
-    """The session's token, created on first use (templates call it for every form)."""
-    token = session.get(CSRF_SESSION_KEY)
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session[CSRF_SESSION_KEY] = token
-    return token
-
-
-def check_csrf() -> None:
-    expected = session.get(CSRF_SESSION_KEY)
-    given = request.form.get(CSRF_FIELD, "")
-    if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
-        raise CsrfTokenError("The form expired or did not come from this site; reload and retry.")
-
-
-@bp.record_once
-def _template_helpers(state: BlueprintSetupState) -> None:
-    # Globals rather than a context processor: imported macros see globals only.
-    state.app.jinja_env.globals.update(csrf_token=csrf_token, csrf_field=CSRF_FIELD)
 
 
 @bp.errorhandler(ApiRequestError)
