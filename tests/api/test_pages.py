@@ -36,7 +36,7 @@ def test_project_page_shows_lineage_memory_and_progress(
     db.session.add(queued)
     db.session.commit()
     html = client.get(f"/projects/{project.id}").get_data(as_text=True)
-    assert "Restore to this sync" in html
+    assert "Restore memory to sync" in html
     assert f'data-events-url="/api/v1/events/project-sync/{queued.id}"' in html
     assert "active entries" in html
     assert client.get("/projects/9999").status_code == 404
