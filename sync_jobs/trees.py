@@ -28,7 +28,7 @@ from sync_jobs.core.tree import FlatTree, TreeItem, trees_from_listing
 
 log = logging.getLogger(__name__)
 
-SizeHint = Callable[[str, "str | None"], "int | None"]
+SizeHint = Callable[[str, str | None], int | None]
 """``(path, old tree SHA at that path)`` → files known below that path, or None."""
 
 
