@@ -31,7 +31,6 @@ import logging
 import time
 
 from flask import Response, current_app, jsonify, request, session
-from githubkit import GitHub
 from githubkit.exception import GitHubException, RequestFailed
 
 from sync_jobs import defaults
@@ -42,6 +41,7 @@ from webhook_app.auth import (
     sign_out,
     signed_in_login,
 )
+from webhook_app.github_person import installation_ids_for_person
 
 log = logging.getLogger(__name__)
 
@@ -111,21 +111,4 @@ def _person_installation_ids() -> frozenset[int]:
 
 
 def _fetch_installation_ids(token: str) -> frozenset[int]:
-    """Every page of ``GET /user/installations`` for the person's token."""
-    github = GitHub(
-        token,
-        base_url=current_app.config["GITHUB_API_URL"],
-        http_cache=False,
-        auto_retry=False,
-        timeout=defaults.PERSON_HTTP_TIMEOUT_SECONDS,
-    )
-    ids: set[int] = set()
-    page = 1
-    while True:
-        found = github.rest.apps.list_installations_for_authenticated_user(
-            per_page=PER_PAGE, page=page
-        ).parsed_data
-        ids.update(installation.id for installation in found.installations)
-        if len(found.installations) < PER_PAGE or len(ids) >= found.total_count:
-            return frozenset(ids)
-        page += 1
+    return installation_ids_for_person(token, api_url=current_app.config["GITHUB_API_URL"])

@@ -33,11 +33,10 @@ from flask import (
     session,
 )
 from flask.typing import ResponseReturnValue
-from githubkit import GitHub, OAuthWebAuthStrategy
 from githubkit.exception import GitHubException
 
-from sync_jobs import defaults
 from sync_jobs.errors import CsrfTokenError, OAuthStateError, SignInError
+from webhook_app.github_person import exchange_sign_in_code
 from webhook_app.manifest import LOGIN_CALLBACK_PATH
 
 bp = Blueprint("auth", __name__)
@@ -155,33 +154,19 @@ def _home() -> str:
 def _exchange_code(code: str, *, redirect_uri: str) -> tuple[str, str]:
     """The person's login and user access token for a sign-in ``code``."""
     config = current_app.config
-    strategy = OAuthWebAuthStrategy(
-        config["GITHUB_CLIENT_ID"], config["GITHUB_CLIENT_SECRET"], code, redirect_uri
-    )
-    # githubkit posts the code to <web host>/login/oauth/access_token, deriving the web
-    # host from the client's base URL; GITHUB_WEB_URL is that host. The client is
-    # unauthenticated on purpose: one carrying the web-flow strategy would exchange the
-    # code in its auth flow first, and the exchange itself would then find it spent.
-    web = GitHub(
-        base_url=config["GITHUB_WEB_URL"],
-        http_cache=False,
-        auto_retry=False,
-        timeout=defaults.PERSON_HTTP_TIMEOUT_SECONDS,
-    )
     try:
-        token = strategy.exchange_token(web).token
-        if not token:
-            raise SignInError("GitHub answered without an access token")
-        api = GitHub(
-            token,
-            base_url=config["GITHUB_API_URL"],
-            http_cache=False,
-            auto_retry=False,
-            timeout=defaults.PERSON_HTTP_TIMEOUT_SECONDS,
+        login, token = exchange_sign_in_code(
+            code,
+            client_id=config["GITHUB_CLIENT_ID"],
+            client_secret=config["GITHUB_CLIENT_SECRET"],
+            redirect_uri=redirect_uri,
+            web_url=config["GITHUB_WEB_URL"],
+            api_url=config["GITHUB_API_URL"],
         )
-        login = api.rest.users.get_authenticated().parsed_data.login
     except GitHubException as exc:
         raise SignInError(f"{type(exc).__name__}: {exc}") from exc
+    if not token:
+        raise SignInError("GitHub answered without an access token")
     return login, token
 
 

@@ -32,10 +32,8 @@ from typing import Any
 from dotenv import dotenv_values, find_dotenv, set_key
 from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
-from githubkit import GitHub
 from githubkit.exception import GitHubException
 
-from sync_jobs import defaults
 from sync_jobs.errors import (
     AppAlreadyConfiguredError,
     AppNotConfiguredError,
@@ -44,6 +42,7 @@ from sync_jobs.errors import (
 )
 from sync_jobs.github_auth import app_client
 from webhook_app.auth import base_url, new_state, take_state
+from webhook_app.github_person import convert_manifest
 from webhook_app.manifest import build_manifest, installation_url, registration_url
 
 bp = Blueprint("setup", __name__)
@@ -90,25 +89,10 @@ def write_credentials(path: Path, app: dict[str, str]) -> None:
 
 def _convert(code: str) -> dict[str, str]:
     """The new App's id, slug and secrets for a manifest ``code`` (one use only)."""
-    github = GitHub(
-        base_url=current_app.config["GITHUB_API_URL"],
-        http_cache=False,
-        auto_retry=False,
-        timeout=defaults.PERSON_HTTP_TIMEOUT_SECONDS,
-    )
     try:
-        app = github.rest.apps.create_from_manifest(code).parsed_data
+        values = convert_manifest(code, api_url=current_app.config["GITHUB_API_URL"])
     except GitHubException as exc:
         raise ManifestConversionError(f"{type(exc).__name__}: {exc}") from exc
-    values = {
-        "id": str(app.id),
-        "slug": app.slug or "",
-        "name": app.name,
-        "pem": app.pem,
-        "webhook_secret": app.webhook_secret or "",
-        "client_id": app.client_id or "",
-        "client_secret": app.client_secret,
-    }
     missing = [name for name, value in values.items() if not value]
     if missing:
         raise ManifestConversionError(f"GitHub's answer lacks {', '.join(missing)}")
