@@ -74,12 +74,16 @@ def syncs_queue(redis: Redis) -> Queue:
 def enqueue_run(
     queue: Queue, *, sync_id: int, attempt: int, delay_seconds: float = 0, pipeline: object = None
 ) -> Job:
-    """Enqueue one run attempt of a sync under that attempt's own job id."""
+    """Enqueue one run attempt of a sync under that attempt's own job id.
+
+    Both paths take RQ's options as ``enqueue``-style keywords (``job_timeout``, not
+    ``timeout``: an unknown keyword would be passed on to ``run_sync`` itself).
+    """
     options = {
         "job_id": sync_job_id(sync_id, attempt=attempt),
         "result_ttl": defaults.RESULT_TTL_SECONDS,
         "failure_ttl": defaults.FAILURE_TTL_SECONDS,
-        "timeout": defaults.JOB_TIMEOUT_SECONDS,
+        "job_timeout": defaults.JOB_TIMEOUT_SECONDS,
         # A retryable failure (or a worker killed mid-sync) reruns the same sync; the
         # callback turns the last failure into a final, readable status on the row.
         "retry": Retry(
@@ -91,11 +95,9 @@ def enqueue_run(
     kwargs = {"attempt": attempt} if attempt else {}
     if delay_seconds:
         return queue.enqueue_in(
-            timedelta(seconds=delay_seconds), RUN_SYNC, sync_id, **kwargs, **options
+            timedelta(seconds=delay_seconds), RUN_SYNC, args=(sync_id,), kwargs=kwargs, **options
         )
-    return queue.enqueue_call(
-        RUN_SYNC, args=(sync_id,), kwargs=kwargs, pipeline=pipeline, **options  # type: ignore[arg-type]
-    )
+    return queue.enqueue(RUN_SYNC, args=(sync_id,), kwargs=kwargs, pipeline=pipeline, **options)
 
 
 def job_is_live(
