@@ -32,7 +32,7 @@ from werkzeug.test import TestResponse
 from sync_jobs import installations
 from sync_jobs.keys import ALL_QUEUES, DELIVERIES_QUEUE
 from sync_jobs.redis_client import redis_connection
-from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.conftest import TEST_WEBHOOK_SECRET, unavailable
 
 PAYLOADS = Path(__file__).parent / "payloads"
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,7 +178,7 @@ class RedisServer:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     if not Path("/usr/bin/redis-server").exists():
-        pytest.skip("redis-server binary not available")
+        unavailable("redis-server binary not available to start a Redis this test can stop")
     server = RedisServer(tmp_path)
     server.start()
     yield server
