@@ -18,21 +18,9 @@ from sync_jobs.keys import SYNCS_QUEUE
 from sync_jobs.pipeline import execute_sync
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.scheduling import syncs_queue
-from tests.conftest import base_settings
-from tests.sync.conftest import Tracked, track
 
-
-@pytest.fixture
-def app_settings(
-    database_url: str, redis_url: str, tmp_path: Path, github_emulator: EmulatorServer
-) -> dict[str, Any]:
-    settings = base_settings(database_url, redis_url, str(tmp_path))
-    settings.update(
-        GITHUB_API_URL=github_emulator.url,
-        APP_ID=github_emulator.app_id,
-        PRIVATE_KEY=github_emulator.private_key_pem,
-    )
-    return settings
+# The sync suite's settings: the emulator as GitHub, and the size limit its oracle assumes.
+from tests.sync.conftest import Tracked, app_settings, track  # noqa: F401
 
 
 @pytest.fixture
