@@ -60,11 +60,6 @@ def sweeper_lock_key() -> str:
     return f"{KEY_PREFIX}:sweeper:lock"
 
 
-def sweeper_job_id() -> str:
-    """RQ job id of the periodic sweep; fixed so at most one is scheduled at a time."""
-    return f"{KEY_PREFIX}-sweeper"
-
-
 JOB_ID_SAFE = r"[A-Za-z0-9_-]{1,64}"
 """What a delivery id must look like to become part of an RQ job id (RQ accepts only
 letters, digits, ``_`` and ``-``; GitHub's GUIDs are UUIDs)."""
