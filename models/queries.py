@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import aliased
 
 from models.content import MemoryEntry, RepositoryFile
@@ -23,23 +23,39 @@ def _sequence_of(sync: ProjectSync) -> int:
     return sync.sequence
 
 
+def _valid_at(
+    query: Select[Any], *, opened: Any, closed: Any, sync: ProjectSync | None
+) -> Select[Any]:
+    """The versioning rule shared by files and memory entries.
+
+    A row opened by one sync and closed (changed, removed, superseded) by a later one
+    is visible now if it is still open, and at sync N if it was opened at or before N
+    and not closed at or before N.
+    """
+    if sync is None:
+        return query.where(closed.is_(None))
+    sequence = _sequence_of(sync)
+    opened_by = aliased(ProjectSync)
+    closed_by = aliased(ProjectSync)
+    return (
+        query.join(opened_by, opened == opened_by.id)
+        .outerjoin(closed_by, closed == closed_by.id)
+        .where(
+            opened_by.sequence <= sequence,
+            or_(closed_by.id.is_(None), closed_by.sequence > sequence),
+        )
+    )
+
+
 def files_at(project_id: int, *, sync: ProjectSync | None = None) -> Select[tuple[RepositoryFile]]:
     """Tree entries of a project, now (``sync=None``) or as of a past successful sync."""
     query = select(RepositoryFile).where(RepositoryFile.project_id == project_id)
-    if sync is None:
-        return query.where(RepositoryFile.valid_to_sync_id.is_(None)).order_by(RepositoryFile.path)
-    sequence = _sequence_of(sync)
-    valid_from = aliased(ProjectSync)
-    valid_to = aliased(ProjectSync)
-    return (
-        query.join(valid_from, RepositoryFile.valid_from_sync_id == valid_from.id)
-        .outerjoin(valid_to, RepositoryFile.valid_to_sync_id == valid_to.id)
-        .where(
-            valid_from.sequence <= sequence,
-            or_(valid_to.id.is_(None), valid_to.sequence > sequence),
-        )
-        .order_by(RepositoryFile.path)
-    )
+    return _valid_at(
+        query,
+        opened=RepositoryFile.valid_from_sync_id,
+        closed=RepositoryFile.valid_to_sync_id,
+        sync=sync,
+    ).order_by(RepositoryFile.path)
 
 
 def memory_entries(
@@ -47,23 +63,12 @@ def memory_entries(
 ) -> Select[tuple[MemoryEntry]]:
     """Memory entries of a project: active ones only, or those active at a past sync."""
     query = select(MemoryEntry).where(MemoryEntry.project_id == project_id)
-    if sync is None:
-        return query.where(MemoryEntry.superseded_in_sync_id.is_(None)).order_by(MemoryEntry.path)
-    sequence = _sequence_of(sync)
-    created = aliased(ProjectSync)
-    superseded = aliased(ProjectSync)
-    return (
-        query.join(created, MemoryEntry.created_in_sync_id == created.id)
-        .outerjoin(
-            superseded,
-            and_(MemoryEntry.superseded_in_sync_id == superseded.id),
-        )
-        .where(
-            created.sequence <= sequence,
-            or_(superseded.id.is_(None), superseded.sequence > sequence),
-        )
-        .order_by(MemoryEntry.path)
-    )
+    return _valid_at(
+        query,
+        opened=MemoryEntry.created_in_sync_id,
+        closed=MemoryEntry.superseded_in_sync_id,
+        sync=sync,
+    ).order_by(MemoryEntry.path)
 
 
 def lineage(project_id: int) -> Select[tuple[ProjectSync]]:
