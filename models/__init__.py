@@ -9,6 +9,7 @@ from models.content import Blob, GitTree, MemoryEntry, RepositoryFile
 from models.delivery import WebhookDelivery
 from models.enums import DeliveryStatus, SyncStatus, SyncTrigger
 from models.github import Installation, Repository
+from models.maintenance import MaintenanceCheckpoint, RedeliveryRequest
 from models.project import Project, ProjectSync
 
 __all__ = [
@@ -17,9 +18,11 @@ __all__ = [
     "DeliveryStatus",
     "GitTree",
     "Installation",
+    "MaintenanceCheckpoint",
     "MemoryEntry",
     "Project",
     "ProjectSync",
+    "RedeliveryRequest",
     "Repository",
     "RepositoryFile",
     "SyncStatus",

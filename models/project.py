@@ -35,6 +35,11 @@ class Project(Model):
     # Why the project stopped syncing (branch deleted, repository removed, ...); shown
     # to people as is. None while the project syncs normally.
     stopped_reason: Mapped[str | None] = mapped_column(Text)
+    # The ETag of the last branch read by the drift reconciler: its next read is a
+    # conditional request, which GitHub answers 304 without counting it against the
+    # rate limit while the branch has not moved.
+    branch_etag: Mapped[str | None] = mapped_column(String(255))
+    reconciled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -98,6 +103,13 @@ class ProjectSync(Model):
     finished_at: Mapped[datetime | None]
     # Written for people: what went wrong and what to do about it.
     error: Mapped[str | None] = mapped_column(Text)
+    # Run attempts started so far (a crash, a GitHub outage or a rate limit each end
+    # one); the next attempt's RQ job id is derived from it.
+    attempts: Mapped[int] = mapped_column(default=0)
+    # While a queued sync waits to be tried again: until when, and why, in words
+    # ("waiting for GitHub's rate limit until 14:05 UTC").
+    retry_at: Mapped[datetime | None]
+    waiting_reason: Mapped[str | None] = mapped_column(Text)
     # How the sync ran: "delta", "full", "restore" or "noop", plus how content came
     # ("+blobs", "+tarball"); and, for a full sync, why a delta was not possible.
     mode: Mapped[str | None] = mapped_column(String(32))
@@ -125,3 +137,5 @@ class ProjectSync(Model):
 
 # A project's lineage in order, and its syncs newest first, are the two hot reads.
 db.Index("ix_project_sync_project_id_id", ProjectSync.project_id, ProjectSync.id)
+# The repair pass reads every sync that is not final yet.
+db.Index("ix_project_sync_status", ProjectSync.status)

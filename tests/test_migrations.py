@@ -24,6 +24,8 @@ EXPECTED_TABLES = {
     "git_tree",
     "memory_entry",
     "webhook_delivery",
+    "maintenance_checkpoint",
+    "redelivery_request",
 }
 
 
