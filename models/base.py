@@ -94,3 +94,18 @@ if TYPE_CHECKING:
     Model = Base
 else:
     Model = db.Model
+
+
+def discard_session() -> None:
+    """End the current session even if its connection is unusable.
+
+    A job timeout (a signal) can interrupt a query mid-command; rolling back on that
+    connection then fails with "another command is already in progress". The
+    connection is invalidated instead (closed, never returned to the pool), so the
+    next statement runs on a fresh one.
+    """
+    try:
+        db.session.rollback()
+    except Exception:
+        db.session().invalidate()
+    db.session.remove()

@@ -226,18 +226,8 @@ def main() -> int:
         )
         supervisor.start("worker", [sys.executable, "-m", "sync_jobs.worker"], env)
         supervisor.start(
-            "sweeper",
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "--app",
-                "wsgi:app",
-                "deliveries",
-                "sweep",
-                "--every",
-                "30",
-            ],
+            "maintenance",
+            [sys.executable, "-m", "flask", "--app", "wsgi:app", "maintenance", "run"],
             env,
         )
         web = f"http://127.0.0.1:{WEB_PORT}"

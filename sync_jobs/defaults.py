@@ -29,11 +29,36 @@ SWEEP_GRACE_SECONDS = 10
 """A delivery younger than this may still be in its receiver's enqueue; the sweeper
 leaves it alone so it is not enqueued twice for no reason."""
 
-SWEEP_INTERVAL_SECONDS = 30
-"""How often the sweeper looks for stored deliveries that never reached the queue."""
+SWEEP_INTERVAL_SECONDS = 15
+"""How often the maintenance process looks for stored deliveries that never reached the
+queue (Redis was down when they arrived, or lost them)."""
 
 SWEEP_BATCH_SIZE = 500
-"""Deliveries enqueued per sweep; the next sweep takes the rest."""
+"""Deliveries read per query while sweeping; a sweep pages through all waiting ones."""
+
+SWEEP_MAX_ENQUEUED = 5000
+"""Deliveries enqueued per sweep at most; the next sweep takes the rest."""
+
+REPAIR_CONFIRM_SECONDS = 6
+"""The repair pass acts on a sync only if its job looks dead twice, this far apart (one
+lock heartbeat and a second): a running job whose lock vanished with a Redis restart
+re-takes it within one heartbeat, and a job being rescheduled exists again within
+milliseconds."""
+
+REDELIVER_INTERVAL_SECONDS = 2 * 60
+"""Default of the setting: how often the maintenance process asks GitHub for deliveries
+that failed (the app was down or answered 5xx). GitHub never retries them itself; one
+request a round costs little when nothing failed."""
+
+MAINTENANCE_TICK_SECONDS = 1.0
+"""How often the maintenance loop checks which pass is due."""
+
+WORKER_MAINTENANCE_SECONDS = 30
+"""How often a worker restarts its scheduler if it died and cleans RQ's registries
+(RQ's default is 10 minutes, so a retry due during a Redis outage ran that late)."""
+
+REDIS_RECONNECT_BACKOFF_SECONDS = (1, 2, 4, 8, 15)
+"""Waits between attempts to reach Redis again after it went away; the last repeats."""
 
 SYNC_RESERVATION_TTL_MS = 30_000
 """Life of a ``request_sync`` reservation of the pending marker; if its holder dies
@@ -46,20 +71,34 @@ before raising (the delivery job is retried)."""
 SYNC_PENDING_TTL_SECONDS = 24 * 60 * 60
 """Safety net on the pending marker; staleness is detected long before (see scheduling)."""
 
-SYNC_STARTED_GRACE_SECONDS = 60
-"""A sync job seen as started longer than this while its sync is still queued has lost
-its worker: a live job claims the lock and clears the marker within milliseconds."""
+SYNC_STARTED_GRACE_SECONDS = 10
+"""A sync job seen as started this long without holding its project's running lock has
+lost its worker: a live job claims the lock (or postpones) within milliseconds."""
 
-SYNC_LOCK_TTL_SECONDS = 60
+SYNC_LOCK_TTL_SECONDS = 30
 """Life of the running lock; a heartbeat renews it, so a dead worker frees it this fast."""
 
-SYNC_LOCK_RENEW_SECONDS = 15
-"""Heartbeat interval renewing the running lock while a sync runs."""
+SYNC_LOCK_RENEW_SECONDS = 5
+"""Heartbeat interval renewing the running lock while a sync runs; it also re-takes a
+lock that vanished (Redis restarted empty) and notices a lock someone else took."""
 
-SYNC_JOB_RETRY_INTERVALS_SECONDS = (15, 60, 300)
-"""Waits before RQ reruns a sync whose job raised a retryable error (GitHub down, rate
-limited beyond what the connector waits out, a lost worker); after the last one the
-sync is marked failed with the error in words."""
+SYNC_RETRY_BACKOFF_SECONDS = (5, 10, 20, 30)
+"""Waits before a sync that met a transient failure (GitHub 5xx or unreachable, the
+database or Redis down) runs again; the last value repeats until the sync succeeds or
+``SYNC_RETRY_DEADLINE_SECONDS`` passes. The cap is short so that a sync lands within
+half a minute of GitHub answering again."""
+
+SYNC_RETRY_DEADLINE_SECONDS = 6 * 60 * 60
+"""Default of the setting: how long after it was requested a sync keeps retrying
+transient failures before it ends failed. Rate-limit waits never end a sync."""
+
+SYNC_MAX_UNEXPECTED_FAILURES = 4
+"""Runs of a sync that ended in an error nobody expected (a bug, a job timeout, a worker
+that kept dying) before it ends failed with that error; such errors rarely clear."""
+
+RATE_LIMIT_MARGIN_SECONDS = 2
+"""A sync waiting for a rate-limit reset runs this long after it, so clocks that differ
+slightly do not make it meet the limit again."""
 
 SYNC_POSTPONE_SECONDS = (1, 2, 4, 8, 15)
 """Delays before a sync job retries the running lock held by another sync; the last
@@ -176,3 +215,38 @@ the installation list); a page that hangs longer is worse than an error page."""
 VISIBLE_INSTALLATIONS_TTL_SECONDS = 5 * 60
 """How long the installations a person can access are kept in their session before
 ``GET /user/installations`` is asked again; bounds how long a revoked access lingers."""
+
+# --- Reconcilers (sync_jobs/reconcile.py) ------------------------------------------------
+
+RECONCILE_INTERVAL_SECONDS = 10 * 60
+"""Default of the setting: how often the drift reconciler polls every tracked branch.
+A pass skips projects polled less than half of it ago, so a pass that runs twice (a
+restarted or second maintenance process) does not poll twice."""
+
+RATE_LIMIT_REPORT_SECONDS = 1.0
+"""A connector reports the ``X-RateLimit-*`` headers it sees to the metrics at most this
+often (and once more when it closes); every report is a Redis round trip."""
+
+REDELIVERY_WINDOW_SECONDS = 3 * 24 * 60 * 60
+"""GitHub redelivers only deliveries of the last three days; older ones are not asked for
+(and the delivery log is never read further back)."""
+
+REDELIVERY_GRACE_SECONDS = 30
+"""A failed delivery whose latest attempt is younger than this is left alone: GitHub (or a
+person pressing Redeliver) may still be delivering it."""
+
+REDELIVERY_CHECKPOINT_OVERLAP_SECONDS = 60
+"""Each scan of the delivery log reads this far past the checkpoint, so an attempt listed
+a little late (or stamped by a clock slightly behind) is still examined."""
+
+REDELIVERY_PER_PAGE = 100
+"""Deliveries per ``GET /app/hook/deliveries`` page (GitHub's maximum)."""
+
+REDELIVERY_RATE_LIMIT_RESERVE = 100
+"""Requests of the App's own (JWT) budget the redelivery pass leaves unspent: the same
+budget mints installation tokens, and a sync that cannot get a token cannot run."""
+
+REDELIVERY_IN_FLIGHT_SECONDS = 5 * 60
+"""A redelivery request recorded without GitHub's answer for this long lost its process
+between claiming the delivery and asking GitHub; the delivery is asked for again (a
+duplicate is harmless, the receiver drops it by GUID)."""

@@ -22,6 +22,7 @@ from rq.utils import now
 from sqlalchemy import select
 
 from models import DeliveryStatus, WebhookDelivery, db
+from models.base import discard_session
 from sync_jobs import defaults
 from sync_jobs.app_context import in_app_context
 from sync_jobs.errors import DeliveryNotFoundError
@@ -83,8 +84,12 @@ def enqueue_delivery(queue: Queue, *, delivery_id: str) -> Job:
 
 
 def _record_failure(delivery_id: str, exc: BaseException) -> None:
-    """Count a failed attempt in its own transaction; the last allowed one marks it failed."""
-    db.session.rollback()
+    """Count a failed attempt in its own transaction; the last allowed one marks it failed.
+
+    Raises if the database is unreachable; the row then stays queued, and the sweep
+    enqueues it again once the job is no longer alive.
+    """
+    discard_session()
     row = db.session.scalar(select(WebhookDelivery).filter_by(delivery_id=delivery_id))
     if row is None:
         return

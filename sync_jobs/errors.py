@@ -98,6 +98,15 @@ class RateLimitedError(SyncError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class LockLostError(SyncError):
+    """The sync's running lock was taken over (its job was presumed dead and replaced);
+    the sync stops before applying, and the job holding the lock carries on."""
+
+
+class SyncBusyError(SyncError):
+    """Another sync of the project is running; this one cannot start now."""
+
+
 class LostRaceError(SyncError):
     """Another sync moved the project's current-sync pointer first; recompute and retry."""
 

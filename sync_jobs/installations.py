@@ -207,11 +207,16 @@ def _remove(repositories: list[Repository], reason: str) -> str:
 def _add_repositories(
     installation: Installation, summaries: Iterable[Payload], *, delivery_id: str
 ) -> str:
-    """Upsert repositories, track their default branches, and queue the first syncs."""
-    to_sync: list[Project] = []
-    count = 0
+    """Upsert repositories, track their default branches, and queue the first syncs.
+
+    The first syncs are requested for every tracked project of these repositories
+    that has never synced, not only for those this run created: if a previous run
+    committed the rows and then failed before requesting (Redis down, a worker
+    killed), its retry still requests them. ``request_sync`` coalesces the rest.
+    """
+    repositories: list[Repository] = []
+    resumed: set[int] = set()
     for summary in summaries:
-        count += 1
         if not isinstance(summary.get("default_branch"), str):
             existing = db.session.scalar(select(Repository).filter_by(github_id=summary["id"]))
             if existing is None or existing.removed_at is not None:
@@ -222,15 +227,25 @@ def _add_repositories(
                         full_name=summary["full_name"],
                     ),
                 }
-        project = _track(_repository(summary, installation))
+        repository = _repository(summary, installation)
+        repositories.append(repository)
+        project = _track(repository)
         if project is not None:
-            to_sync.append(project)
+            resumed.add(project.id)
     # The rows must be committed before a sync job can read them.
     db.session.commit()
+    to_sync = [
+        project
+        for repository in repositories
+        for project in _projects(repository)
+        if project.stopped_reason is None
+        and project.auto_sync
+        and (project.id in resumed or project.current_sync_id is None)
+    ]
     if installation.is_active:
         for project in to_sync:
             request_sync(project.id, trigger=SyncTrigger.INSTALL, delivery_id=delivery_id)
-    return f"{count} repositories tracked, {len(to_sync)} first syncs requested"
+    return f"{len(repositories)} repositories tracked, {len(to_sync)} first syncs requested"
 
 
 # --- installation -----------------------------------------------------------------------
@@ -265,16 +280,15 @@ def installation_suspended(payload: Payload, *, delivery_id: str) -> Outcome:
 
 
 def installation_unsuspended(payload: Payload, *, delivery_id: str) -> Outcome:
-    """Resume: one catch-up sync per tracked project, since pushes were ignored meanwhile."""
-    existing = db.session.scalar(
-        select(Installation).filter_by(github_id=payload["installation"]["id"])
-    )
-    was_suspended = existing is not None and existing.suspended_at is not None
+    """Resume: one catch-up sync per tracked project, since pushes were ignored meanwhile.
+
+    Requested whether or not the row still says suspended: a rerun of this delivery
+    (the first run committed, then failed before requesting) must still request them;
+    a catch-up sync of a project already at its head costs one call.
+    """
     installation = _installation(payload)
     installation.suspended_at = None
     db.session.commit()
-    if not was_suspended:
-        return processed("installation was not suspended")
     projects = db.session.scalars(
         select(Project)
         .join(Repository)

@@ -6,6 +6,8 @@ can serve several deployments (or test runs) and the keys are easy to find.
 
 from __future__ import annotations
 
+import uuid
+
 KEY_PREFIX = "project-sync"
 """Namespace of every key this project writes itself (RQ's own keys start with ``rq:``)."""
 
@@ -35,14 +37,16 @@ def delivery_job_id(delivery_id: str) -> str:
     return f"{KEY_PREFIX}-delivery-{delivery_id}"
 
 
-def sync_job_id(sync_id: int, *, attempt: int = 0) -> str:
-    """RQ job id of one run attempt of one ProjectSync.
+def sync_job_id(sync_id: int, *, nonce: str | None = None) -> str:
+    """RQ job id of one run attempt of one ProjectSync (``ProjectSync.rq_job_id``).
 
-    Every attempt gets a fresh id: RQ silently overwrites a job enqueued under an
-    existing id (and ``unique=True`` refuses while a finished job's hash is kept), so
-    reusing ids would tie coalescing to RQ's TTLs.
+    Every attempt gets a fresh id (a random nonce unless one is given): RQ silently
+    overwrites a job enqueued under an existing id (and ``unique=True`` refuses while a
+    finished job's hash is kept), so reusing ids would tie coalescing to RQ's TTLs. The
+    id is also the token of the project's running lock, so two jobs of one sync can
+    never both run.
     """
-    return f"{KEY_PREFIX}-sync-{sync_id}-{attempt}"
+    return f"{KEY_PREFIX}-sync-{sync_id}-{nonce or uuid.uuid4().hex[:12]}"
 
 
 def sync_pending_key(project_id: int) -> str:
@@ -60,6 +64,11 @@ def sweeper_lock_key() -> str:
     return f"{KEY_PREFIX}:sweeper:lock"
 
 
+def maintenance_lock_key(pass_name: str) -> str:
+    """String key with a TTL: held by the one maintenance process running that pass."""
+    return f"{KEY_PREFIX}:maintenance:lock:{pass_name}"
+
+
 JOB_ID_SAFE = r"[A-Za-z0-9_-]{1,64}"
 """What a delivery id must look like to become part of an RQ job id (RQ accepts only
 letters, digits, ``_`` and ``-``; GitHub's GUIDs are UUIDs)."""
@@ -73,3 +82,11 @@ def sync_events_key(sync_id: int) -> str:
 def installation_token_key(installation_github_id: int) -> str:
     """An installation access token, shared by every worker until shortly before it expires."""
     return f"{KEY_PREFIX}:installation-token:{installation_github_id}"
+
+
+# --- Metrics ----------------------------------------------------------------------------
+
+
+def metric_key(family: str) -> str:
+    """Hash of one metric family's values (field: its label values; see sync_jobs.metrics)."""
+    return f"{KEY_PREFIX}:metrics:{family}"

@@ -7,8 +7,9 @@ event to the sync's Redis Stream and records the outcome on the ProjectSync row:
 - permanent failures (empty repository, deleted branch, removed repository, App not
   configured) end the sync as ``failed`` with a message a person can act on;
 - anything else (GitHub unavailable, rate limit beyond a short wait, database errors)
-  puts the row back to ``queued`` with the reason in ``error`` and re-raises, so RQ
-  retries the job; the retry starts from the same committed state;
+  is published as a ``retry`` event and re-raised; the job layer
+  (:mod:`sync_jobs.sync_job`) decides when the sync runs again, from the same
+  committed state;
 - a sync that finds another sync already applied the head it would apply ends as
   ``superseded``.
 
@@ -27,9 +28,9 @@ from flask import current_app
 from sqlalchemy import select
 
 from models import GitTree, Project, ProjectSync, Repository, db
-from models.base import utcnow
+from models.base import discard_session, utcnow
 from models.enums import SyncStatus, SyncTrigger
-from sync_jobs import defaults
+from sync_jobs import defaults, metrics
 from sync_jobs.app_context import in_app_context
 from sync_jobs.apply import ApplyPlan, apply_sync, count_files, current_files, store_trees
 from sync_jobs.connector import CallStats, GitHubConnector
@@ -81,6 +82,16 @@ def _finish(
     sync.phase_seconds = timer.seconds
     sync.error = message if status is SyncStatus.FAILED else None
     db.session.commit()
+
+
+def record_finished(sync: ProjectSync) -> None:
+    """Count a sync that reached its final status (metrics never fail a sync)."""
+    metrics.record_sync_finished(
+        status=str(sync.status),
+        trigger=str(sync.trigger),
+        seconds=sync.duration_seconds,
+        api_calls=sync.api_calls,
+    )
 
 
 def run_pipeline(sync_id: int, *, stats: CallStats | None = None, full: bool = False) -> Events:
@@ -315,10 +326,13 @@ def execute_sync(
     *,
     full: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
+    guard: Callable[[], None] | None = None,
 ) -> None:
     """Run one claimed sync to its end and record the outcome (see the module docstring).
 
     ``on_event`` sees every event as well (the CLI draws its progress bar with it).
+    ``guard`` is called before the pipeline goes on after each event, so it can stop
+    the sync (by raising) before the apply step, which runs after its first event.
     """
     publisher = ProgressPublisher(redis_connection(), sync_id=sync_id)
     stats = CallStats()
@@ -331,6 +345,8 @@ def execute_sync(
                 publisher.publish(event)
                 if on_event is not None:
                     on_event(event)
+                if guard is not None:
+                    guard()
             except StopIteration as stop:
                 status = stop.value
                 break
@@ -343,14 +359,12 @@ def execute_sync(
             on_event(failed)
         return
     except BaseException as exc:
-        db.session.rollback()
-        message = (
-            f"{exc} (will be retried)" if str(exc) else f"{type(exc).__name__} (will be retried)"
-        )
-        _record(sync_id, SyncStatus.QUEUED, message, stats)
+        discard_session()
+        message = f"{exc or type(exc).__name__} (will be retried)"
         publisher.publish(ProgressEvent(Phase.RETRY, 0, 0, message), force=True)
         raise
     sync = db.session.get_one(ProjectSync, sync_id)
+    record_finished(sync)
     message = {
         SyncStatus.SUCCEEDED: f"synced {sync.head_commit_sha or ''}".strip(),
         SyncStatus.SUPERSEDED: "another sync already brought the project to this head",
@@ -369,9 +383,13 @@ def _record(sync_id: int, status: SyncStatus, message: str, stats: CallStats) ->
     sync.error = message
     sync.api_calls = stats.calls
     sync.bytes_fetched = stats.bytes
+    sync.retry_at = None
+    sync.waiting_reason = None
     if status.is_final:
         sync.finished_at = utcnow()
     db.session.commit()
+    if status.is_final:
+        record_finished(sync)
 
 
 def mark_failed(sync_id: int, message: str) -> None:

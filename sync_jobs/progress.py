@@ -9,15 +9,19 @@ can serve any sync: the stream lives in Redis, keyed by :func:`sync_events_key`.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from sync_jobs import defaults
 from sync_jobs.keys import sync_events_key
+
+log = logging.getLogger(__name__)
 
 
 class Phase(StrEnum):
@@ -78,6 +82,7 @@ class ProgressPublisher:
         self._last_phase: Phase | None = None
         self._last_time = 0.0
         self.published = 0
+        self._unreachable = False
 
     def publish(self, event: ProgressEvent, *, force: bool = False) -> str | None:
         now = time.monotonic()
@@ -95,7 +100,15 @@ class ProgressPublisher:
             approximate=True,
         )
         pipe.expire(self._key, defaults.SYNC_EVENTS_TTL_SECONDS)
-        event_id = pipe.execute()[0]
+        try:
+            event_id = pipe.execute()[0]
+        except RedisError as exc:
+            # Progress is for people watching; a sync never stops because Redis did.
+            if not self._unreachable:
+                log.warning("progress events of %s not published: %s", self._key, exc)
+            self._unreachable = True
+            return None
+        self._unreachable = False
         self.published += 1
         return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
 

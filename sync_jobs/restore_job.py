@@ -31,10 +31,10 @@ def request_restore(project_id: int, *, from_sync_id: int) -> ProjectSync:
     unreachable, as :func:`~sync_jobs.scheduling.request_sync` does.
     """
     sync = restore_sync(project_id, from_sync_id=from_sync_id, run=False)
-    sync.rq_job_id = sync_job_id(sync.id, attempt=0)
+    sync.rq_job_id = sync_job_id(sync.id)
     db.session.commit()
     try:
-        enqueue_run(syncs_queue(redis_connection()), sync_id=sync.id, attempt=0)
+        enqueue_run(syncs_queue(redis_connection()), sync_id=sync.id, job_id=sync.rq_job_id)
     except RedisError as exc:
         sync.status = SyncStatus.FAILED
         sync.finished_at = datetime.now(UTC)

@@ -19,13 +19,16 @@ How it is kept in Redis (keys from :mod:`sync_jobs.keys`):
   (``reserving:<token>``, :data:`~sync_jobs.defaults.SYNC_RESERVATION_TTL_MS`);
   concurrent requests wait for it to become a sync id.
 - The marker is trusted only while it is provably live: the row is still ``queued``
-  and its current RQ job (``ProjectSync.rq_job_id``) is queued, scheduled or deferred,
-  or started less than :data:`~sync_jobs.defaults.SYNC_STARTED_GRACE_SECONDS` ago.
+  and its current RQ job (``ProjectSync.rq_job_id``) is alive (:func:`run_is_alive`).
   A job that is gone (Redis lost it, TTL expired), finished, failed, stopped or
-  started long ago by a dead worker makes the marker stale; it is deleted (only if it
-  still names that sync) and a new sync is created. No RQ TTL or registry maintenance
-  is relied upon, and every run attempt has its own job id, so RQ's silent overwrite
-  of an existing job id never comes into play.
+  started by a dead worker makes the marker stale; it is deleted (only if it still
+  names that sync) and a new sync is created. No RQ TTL or registry maintenance is
+  relied upon, and every run attempt has its own job id, so RQ's silent overwrite of
+  an existing job id never comes into play.
+- RQ's own retries are not used for syncs: the job itself reschedules a sync after a
+  transient failure or a rate limit (:mod:`sync_jobs.sync_job`), and the repair pass
+  (:mod:`sync_jobs.repair`) re-enqueues syncs whose job died with its worker or was
+  lost with Redis.
 """
 
 from __future__ import annotations
@@ -36,18 +39,17 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
-from rq import Callback, Queue, Retry
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from models import ProjectSync, SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
 from sync_jobs.errors import SyncReservationBusyError
-from sync_jobs.keys import SYNCS_QUEUE, sync_job_id, sync_pending_key
+from sync_jobs.keys import SYNCS_QUEUE, sync_job_id, sync_lock_key, sync_pending_key
 from sync_jobs.redis_client import redis_connection
 
 RUN_SYNC = "sync_jobs.sync_job.run_sync"
-RUN_FAILED = "sync_jobs.sync_job.on_run_failed"
 """The job function, by name, so this module does not import the sync engine."""
 
 RESERVATION_PREFIX = "reserving:"
@@ -72,28 +74,28 @@ def syncs_queue(redis: Redis) -> Queue:
 
 
 def enqueue_run(
-    queue: Queue, *, sync_id: int, attempt: int, delay_seconds: float = 0, pipeline: object = None
+    queue: Queue,
+    *,
+    sync_id: int,
+    job_id: str,
+    delay_seconds: float = 0,
+    postponed: int = 0,
+    pipeline: object = None,
 ) -> Job:
     """Enqueue one run attempt of a sync under that attempt's own job id.
 
     Both paths take RQ's options as ``enqueue``-style keywords (``job_timeout``, not
     ``timeout``: an unknown keyword would be passed on to ``run_sync`` itself).
+    ``postponed`` counts how often the sync already waited for the project's lock.
     """
     options = {
-        "job_id": sync_job_id(sync_id, attempt=attempt),
+        "job_id": job_id,
         "result_ttl": defaults.RESULT_TTL_SECONDS,
         "failure_ttl": defaults.FAILURE_TTL_SECONDS,
         "job_timeout": defaults.JOB_TIMEOUT_SECONDS,
-        # A retryable failure (or a worker killed mid-sync) reruns the same sync; the
-        # callback turns the last failure into a final, readable status on the row.
-        "retry": Retry(
-            max=len(defaults.SYNC_JOB_RETRY_INTERVALS_SECONDS),
-            interval=list(defaults.SYNC_JOB_RETRY_INTERVALS_SECONDS),
-        ),
-        "on_failure": Callback(RUN_FAILED),
     }
-    kwargs = {"attempt": attempt} if attempt else {}
-    if delay_seconds:
+    kwargs = {"postponed": postponed} if postponed else {}
+    if delay_seconds > 0:
         return queue.enqueue_in(
             timedelta(seconds=delay_seconds), RUN_SYNC, args=(sync_id,), kwargs=kwargs, **options
         )
@@ -127,6 +129,21 @@ def job_is_live(
     return False
 
 
+def run_is_alive(redis: Redis, *, project_id: int, job_id: str | None) -> bool:
+    """Whether the job a sync row names will still run or is running now.
+
+    A running sync job holds its project's running lock under its own job id and
+    renews it every few seconds, so the lock is the liveness signal of a started job;
+    a job that is waiting (queued, scheduled) is alive while RQ has it. A job started
+    moments ago may not have claimed the lock yet.
+    """
+    if job_id is None:
+        return False
+    if redis.get(sync_lock_key(project_id)) == job_id.encode():
+        return True
+    return job_is_live(redis, job_id)
+
+
 def queued_sync_if_live(redis: Redis, sync_id: int) -> ProjectSync | None:
     """The queued sync a pending marker names, or ``None`` if the marker is stale.
 
@@ -139,7 +156,7 @@ def queued_sync_if_live(redis: Redis, sync_id: int) -> ProjectSync | None:
         if sync is None or sync.status != SyncStatus.QUEUED:
             return None
         job_id = sync.rq_job_id
-        if job_is_live(redis, job_id):
+        if run_is_alive(redis, project_id=sync.project_id, job_id=job_id):
             return sync
         db.session.rollback()  # next read in a fresh transaction
         again = db.session.get(ProjectSync, sync_id, populate_existing=True)
@@ -156,8 +173,8 @@ def request_sync(
     Returns the project's already-queued sync if there is a live one (nothing is
     enqueued); otherwise commits a new queued ProjectSync and enqueues its job. Raises
     ``SyncReservationBusyError`` if another request's reservation does not resolve in
-    time, and ``redis.exceptions.RedisError`` (after marking the new row failed) if
-    Redis is unreachable; both make the calling delivery job retry.
+    time, and ``redis.exceptions.RedisError`` if Redis is unreachable (the new row stays
+    queued, and the repair pass enqueues it when Redis is back).
     """
     redis = redis_connection()
     key = sync_pending_key(project_id)
@@ -197,7 +214,7 @@ def _create(
         )
         db.session.add(sync)
         db.session.flush()
-        sync.rq_job_id = sync_job_id(sync.id, attempt=0)
+        sync.rq_job_id = sync_job_id(sync.id)
         # Committed before the job exists, so the job always finds its row.
         db.session.commit()
     except BaseException:
@@ -216,14 +233,13 @@ def _create(
                     # Our reservation expired and someone else took the marker: still
                     # run this sync (harmless extra work), just do not claim the marker.
                     pipe.multi()
-                enqueue_run(queue, sync_id=sync.id, attempt=0, pipeline=pipe)
+                enqueue_run(queue, sync_id=sync.id, job_id=sync.rq_job_id, pipeline=pipe)
                 pipe.execute()
             except WatchError:
-                enqueue_run(queue, sync_id=sync.id, attempt=0)
+                enqueue_run(queue, sync_id=sync.id, job_id=sync.rq_job_id)
     except RedisError as exc:
-        sync.status = SyncStatus.FAILED
-        sync.finished_at = datetime.now(UTC)
-        sync.error = f"Could not queue the sync: Redis is unreachable ({exc}). Request it again."
+        # The row stays queued: the repair pass enqueues it once Redis answers again.
+        sync.waiting_reason = f"waiting for the queue: Redis is unreachable ({exc})"
         db.session.commit()
         raise
     return sync

@@ -7,10 +7,9 @@ alive in RQ (never enqueued, lost with a Redis restart, failed without recording
 or started by a worker that died) and enqueues them again. Processing is idempotent
 and skips finished deliveries, so a sweep that races a slow job does no harm.
 
-How it runs: ``flask deliveries sweep --every 30`` is a small loop meant to be its own
-Procfile process (``sweeper:``). It lives outside RQ on purpose: a schedule kept in
-Redis is lost exactly when Redis restarts without persistence, which is when a sweep
-is needed. Several sweepers may run; a Redis lock lets one sweep at a time.
+How it runs: the maintenance process (:mod:`sync_jobs.maintenance`) sweeps every
+``SWEEP_INTERVAL_SECONDS``; ``flask deliveries sweep`` sweeps once by hand. Several
+maintenance processes may run; a Redis lock lets one sweep at a time.
 """
 
 from __future__ import annotations
@@ -23,10 +22,11 @@ import click
 from flask.cli import AppGroup
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import DeliveryStatus, WebhookDelivery, db
+from models.base import discard_session
 from sync_jobs import defaults
 from sync_jobs.deliveries import deliveries_queue, enqueue_delivery
 from sync_jobs.keys import delivery_job_id, sweeper_lock_key
@@ -47,59 +47,73 @@ def sweep_deliveries(
 ) -> int:
     """Enqueue every waiting delivery whose job is not alive; return how many were.
 
-    Needs an app context. Raises ``RedisError`` or ``SQLAlchemyError`` if a service is
-    still down; the next sweep tries again.
+    Pages through the waiting deliveries oldest first, skipping those whose job is
+    alive, so a backlog of live jobs never hides an orphan behind it; at most
+    ``SWEEP_MAX_ENQUEUED`` are enqueued per sweep. Needs an app context. Raises
+    ``RedisError`` or ``SQLAlchemyError`` if a service is still down; the next sweep
+    tries again.
     """
     token = f"{time.time()}"
-    if not redis.set(sweeper_lock_key(), token, nx=True, ex=defaults.SWEEP_INTERVAL_SECONDS):
+    if not redis.set(sweeper_lock_key(), token, nx=True, ex=defaults.SWEEP_INTERVAL_SECONDS * 4):
         return 0
     try:
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
-        rows = db.session.scalars(
-            select(WebhookDelivery)
-            .where(
-                WebhookDelivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.QUEUED)),
-                WebhookDelivery.received_at <= cutoff,
-            )
-            .order_by(WebhookDelivery.received_at)
-            .limit(defaults.SWEEP_BATCH_SIZE)
-        ).all()
         queue = deliveries_queue(redis)
         enqueued = 0
-        for row in rows:
-            job_id = delivery_job_id(row.delivery_id)
-            if job_is_live(redis, job_id, started_grace_seconds=DEAD_DELIVERY_JOB_SECONDS):
-                continue
-            enqueue_delivery(queue, delivery_id=row.delivery_id)
-            row.status = DeliveryStatus.QUEUED
-            enqueued += 1
-        db.session.commit()
+        after: tuple[datetime, int] | None = None
+        while enqueued < defaults.SWEEP_MAX_ENQUEUED:
+            rows = _waiting_page(cutoff, after)
+            if not rows:
+                break
+            for row in rows:
+                job_id = delivery_job_id(row.delivery_id)
+                if job_is_live(redis, job_id, started_grace_seconds=DEAD_DELIVERY_JOB_SECONDS):
+                    continue
+                enqueue_delivery(queue, delivery_id=row.delivery_id)
+                row.status = DeliveryStatus.QUEUED
+                enqueued += 1
+            after = (rows[-1].received_at, rows[-1].id)
+            db.session.commit()
         return enqueued
     finally:
         delete_if_equal(redis, sweeper_lock_key(), token)
 
 
+def _waiting_page(cutoff: datetime, after: tuple[datetime, int] | None) -> list[WebhookDelivery]:
+    """One page of waiting deliveries older than ``cutoff``, after the keyset ``after``."""
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.QUEUED)),
+        WebhookDelivery.received_at <= cutoff,
+    )
+    if after is not None:
+        received_at, row_id = after
+        query = query.where(
+            or_(
+                WebhookDelivery.received_at > received_at,
+                and_(WebhookDelivery.received_at == received_at, WebhookDelivery.id > row_id),
+            )
+        )
+    return list(
+        db.session.scalars(
+            query.order_by(WebhookDelivery.received_at, WebhookDelivery.id).limit(
+                defaults.SWEEP_BATCH_SIZE
+            )
+        )
+    )
+
+
 @cli.command("sweep")
-@click.option("--every", type=float, default=None, help="keep sweeping, every N seconds")
 @click.option(
     "--grace", type=float, default=defaults.SWEEP_GRACE_SECONDS, show_default=True,
     help="leave deliveries younger than this to their receiver",
 )
-def sweep_command(every: float | None, grace: float) -> None:
-    """Enqueue stored deliveries that never reached the queue (once, or in a loop)."""
-    redis = redis_connection()
-    while True:
-        try:
-            count = sweep_deliveries(redis, grace_seconds=grace)
-            if count or every is None:
-                click.echo(f"enqueued {count} waiting deliveries")
-        except (RedisError, SQLAlchemyError) as exc:
-            db.session.rollback()
-            log.warning("sweep failed, retrying in the next round: %s", exc)
-            if every is None:
-                raise click.ClickException(f"sweep failed: {exc}") from exc
-        finally:
-            db.session.remove()
-        if every is None:
-            return
-        time.sleep(every)
+def sweep_command(grace: float) -> None:
+    """Enqueue stored deliveries that never reached the queue, once (the maintenance
+    process does this continuously)."""
+    try:
+        count = sweep_deliveries(redis_connection(), grace_seconds=grace)
+    except (RedisError, SQLAlchemyError) as exc:
+        raise click.ClickException(f"sweep failed: {exc}") from exc
+    finally:
+        discard_session()
+    click.echo(f"enqueued {count} waiting deliveries")

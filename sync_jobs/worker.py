@@ -2,20 +2,67 @@
 
 Builds the app once from the environment, so the worker uses the same settings
 (``REDIS_URL`` from ``.env`` included) as the web process, and listens on every queue
-named in :mod:`sync_jobs.keys` with RQ's scheduler for delayed jobs. Each job runs in
-a forked work horse that inherits the app; jobs enter its app context themselves.
+named in :mod:`sync_jobs.keys` with RQ's scheduler for delayed jobs (postponed and
+rescheduled syncs). Each job runs in a forked work horse that inherits the app; jobs
+enter its app context themselves.
+
+It outlives Redis: RQ's ``Worker.work`` returns (or raises) when Redis goes away
+mid-loop, and its scheduler process dies with the outage. :func:`main` then waits
+for Redis with backoff, says so once in the log, and starts a new worker (and with
+it a new scheduler). A database outage needs nothing here: jobs fail and reschedule
+themselves, or the repair pass brings them back.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import time
+from contextlib import suppress
+from types import FrameType
 
+from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
 
-from sync_jobs import app_context
+from sync_jobs import app_context, defaults
 from sync_jobs.keys import ALL_QUEUES
+from sync_jobs.logs import configure_logging
 from sync_jobs.redis_client import redis_connection
+
+log = logging.getLogger(__name__)
+
+
+class SyncWorker(Worker):
+    """RQ's worker with maintenance (scheduler restart, registry clean-up) every
+    ``WORKER_MAINTENANCE_SECONDS`` instead of RQ's 10 minutes."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("maintenance_interval", defaults.WORKER_MAINTENANCE_SECONDS)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def wait_for_redis(connection: Redis, stopping: list[bool]) -> bool:
+    """Block until Redis answers a PING (backoff between tries); False if stopping."""
+    delays = defaults.REDIS_RECONNECT_BACKOFF_SECONDS
+    attempt = 0
+    while not stopping:
+        try:
+            connection.ping()
+            return True
+        except RedisError as exc:
+            if attempt == 0:
+                log.warning("Redis is unreachable (%s); waiting for it to come back", exc)
+            time.sleep(delays[min(attempt, len(delays) - 1)])
+            attempt += 1
+    return False
+
+
+def _forget(worker: Worker) -> None:
+    """Record the old worker's death so a new one may register under the same name."""
+    with suppress(RedisError):
+        worker.register_death()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,12 +71,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", help="worker name (default: RQ's)")
     options = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = app_context.worker_app()
+    configure_logging(app.config.get("LOG_LEVEL", "INFO"), app.config.get("LOG_FORMAT", "json"))
     connection = redis_connection(app)
-    queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
-    worker = Worker(queues, connection=connection, name=options.name)
-    worker.work(with_scheduler=True, burst=options.burst)
+    stopping: list[bool] = []
+
+    def stop_waiting(signum: int, frame: FrameType | None) -> None:
+        stopping.append(True)
+
+    while True:
+        worker = SyncWorker(
+            [Queue(name, connection=connection) for name in ALL_QUEUES],
+            connection=connection,
+            name=options.name,
+        )
+        try:
+            worker.work(with_scheduler=True, burst=options.burst)
+        except RedisError as exc:
+            log.warning("worker lost Redis: %s", exc)
+        if options.burst or worker._stop_requested:
+            return
+        # RQ's signal handlers belong to the worker that ended; a stop now ends the wait.
+        signal.signal(signal.SIGTERM, stop_waiting)
+        signal.signal(signal.SIGINT, stop_waiting)
+        time.sleep(defaults.REDIS_RECONNECT_BACKOFF_SECONDS[0])  # never a tight restart loop
+        if not wait_for_redis(connection, stopping):
+            return
+        _forget(worker)
+        log.warning("starting a new worker after the last one stopped on an error")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,22 @@ it) and its Installation, Repository and Project rows are created.
 
 from __future__ import annotations
 
+import uuid
+from contextlib import suppress
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 from sqlalchemy import select
 
 from models import Installation, Project, ProjectSync, Repository, SyncStatus, SyncTrigger, db
+from models.base import discard_session
 from sync_jobs.errors import ProjectSyncError
 from sync_jobs.progress import Phase, ProgressEvent
+from sync_jobs.redis_client import redis_connection
+from sync_jobs.sync_job import lock_heartbeat, running_lock
 
 
 def _repository(full_name: str) -> Repository:
@@ -85,6 +93,20 @@ class _Bar:
             self.bar = None
 
 
+def _run(sync: ProjectSync, lock: Lock, token: str, *, full: bool) -> None:
+    """Run the sync in this process under the project's running lock; a failure that a
+    job would retry ends it failed here, since no job will run it again."""
+    from sync_jobs.pipeline import execute_sync, mark_failed
+
+    try:
+        with lock_heartbeat(lock, token):
+            execute_sync(sync.id, full=full, on_event=_Bar())
+    except Exception as exc:
+        discard_session()
+        mark_failed(sync.id, f"{exc or type(exc).__name__}. Run the command again.")
+        raise click.ClickException(f"{exc or type(exc).__name__}") from exc
+
+
 @click.command("sync")
 @click.argument("full_name")
 @click.option("--branch", help="Branch to track (default: the repository's default branch).")
@@ -92,8 +114,6 @@ class _Bar:
 @with_appcontext
 def sync_command(full_name: str, branch: str | None, full: bool) -> None:
     """Sync FULL_NAME (owner/repo) now and show progress."""
-    from sync_jobs.pipeline import execute_sync
-
     try:
         repository = _repository(full_name)
     except ProjectSyncError as exc:
@@ -105,14 +125,24 @@ def sync_command(full_name: str, branch: str | None, full: bool) -> None:
     if project is None:
         project = Project(repository=repository, branch=branch)
         db.session.add(project)
-    sync = ProjectSync(project=project, trigger=SyncTrigger.MANUAL)
-    db.session.add(sync)
-    db.session.commit()
-    click.echo(f"syncing {full_name}@{branch} (sync {sync.id})")
+    db.session.flush()
+    redis = redis_connection()
+    token = f"cli-{uuid.uuid4().hex}"
+    lock = running_lock(redis, project.id)
+    if not lock.acquire(token=token):
+        db.session.rollback()
+        raise click.ClickException(
+            f"another sync of {full_name}@{branch} is running; try again when it has ended"
+        )
     try:
-        execute_sync(sync.id, full=full, on_event=_Bar())
-    except ProjectSyncError as exc:
-        raise click.ClickException(f"{exc}") from exc
+        sync = ProjectSync(project=project, trigger=SyncTrigger.MANUAL, rq_job_id=token)
+        db.session.add(sync)
+        db.session.commit()
+        click.echo(f"syncing {full_name}@{branch} (sync {sync.id})")
+        _run(sync, lock, token, full=full)
+    finally:
+        with suppress(LockError, RedisError):
+            lock.release()
     db.session.refresh(sync)
     click.echo(
         f"{sync.files_added} added, {sync.files_modified} modified, "

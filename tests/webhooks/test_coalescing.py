@@ -29,7 +29,7 @@ from models import (
 )
 from sync_jobs import defaults, sync_job
 from sync_jobs.errors import SyncReservationBusyError
-from sync_jobs.keys import SYNCS_QUEUE, sync_job_id, sync_lock_key, sync_pending_key
+from sync_jobs.keys import SYNCS_QUEUE, sync_lock_key, sync_pending_key
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.scheduling import request_sync
 from sync_jobs.sweeper import sweep_deliveries
@@ -73,8 +73,8 @@ def test_requests_coalesce_while_a_sync_is_queued(app_context: Flask) -> None:
     assert again.id == first.id
     assert len(syncs_of(project_id)) == 1
     queue = Queue(SYNCS_QUEUE, connection=redis_connection())
-    assert queue.job_ids == [sync_job_id(first.id)]
-    assert first.rq_job_id == sync_job_id(first.id)
+    assert queue.job_ids == [first.rq_job_id]
+    assert (first.rq_job_id or "").startswith(f"project-sync-sync-{first.id}-")
     assert redis_connection().get(sync_pending_key(project_id)) == str(first.id).encode()
 
 
@@ -86,7 +86,7 @@ def _make_stale(sync: ProjectSync, how: str) -> None:
         job.set_status(JobStatus.FAILED)
     elif how == "job finished, hash kept for result_ttl":
         job.set_status(JobStatus.FINISHED)
-    elif how == "job started long ago by a dead worker":
+    elif how == "job started by a worker that died (no running lock)":
         started = datetime.now(UTC) - timedelta(seconds=defaults.SYNC_STARTED_GRACE_SECONDS + 5)
         job.started_at = started
         job.save()
@@ -105,7 +105,7 @@ def _make_stale(sync: ProjectSync, how: str) -> None:
         "job gone",
         "job failed",
         "job finished, hash kept for result_ttl",
-        "job started long ago by a dead worker",
+        "job started by a worker that died (no running lock)",
         "row already final",
         "row deleted",
     ],
@@ -207,13 +207,14 @@ def test_run_sync_postpones_while_another_sync_runs(
 ) -> None:
     project_id = make_project()
     redis = redis_connection()
-    redis.set(sync_lock_key(project_id), "999", ex=60)  # another sync of the project runs
+    redis.set(sync_lock_key(project_id), "another-job", ex=60)  # another sync runs
     sync = request_sync(project_id, trigger=SyncTrigger.PUSH)
+    first_job = sync.rq_job_id
     message = sync_job.run_sync(sync.id)
     assert message.startswith("postponed 1s")
     db.session.refresh(sync)
     assert sync.status == SyncStatus.QUEUED
-    assert sync.rq_job_id == sync_job_id(sync.id, attempt=1)
+    assert sync.rq_job_id != first_job
     scheduled = ScheduledJobRegistry(SYNCS_QUEUE, connection=redis)
     assert sync.rq_job_id in scheduled.get_job_ids()
     # the marker is kept, so requests still coalesce into the postponed sync
@@ -222,7 +223,7 @@ def test_run_sync_postpones_while_another_sync_runs(
     # once the running sync is done, the next attempt runs
     redis.delete(sync_lock_key(project_id))
     redis.set(DURATION_KEY, "0")
-    assert sync_job.run_sync(sync.id, attempt=1) == f"sync {sync.id} ran"
+    assert sync_job.run_sync(sync.id, postponed=1) == f"sync {sync.id} ran"
 
 
 def _wait(condition: Any, timeout: float, what: str) -> None:
