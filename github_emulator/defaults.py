@@ -44,7 +44,7 @@ SECONDARY_LIMIT_RETRY_AFTER_SECONDS = 60
 """``Retry-After`` of a secondary-limit answer unless a test sets another."""
 
 FAULT_HANG_SECONDS = 30.0
-"""How long a ``timeout`` fault holds a request before dropping it."""
+"""How long a ``timeout`` fault holds a request before resetting the connection."""
 
 PER_PAGE_DEFAULT = 30
 """Page size when a list request names none."""

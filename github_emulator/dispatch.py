@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import struct
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +25,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import defaults
 from .auth import Caller, CallerKind, identify
-from .errors import ApiError, NotFoundError
+from .errors import ApiError, DroppedConnectionError, NotFoundError
 from .knobs import FaultKind
 
 if TYPE_CHECKING:
@@ -110,14 +108,6 @@ def error_response(error: ApiError) -> Response:
                           "status": str(error.status)}, error.status, error.headers)
 
 
-def _drop_connection(environ: dict[str, Any]) -> None:
-    """Abort without an answer; linger 0 makes the kernel reset the connection."""
-    sock = environ.get("werkzeug.socket")
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    raise ConnectionResetError("fault injected by the emulator")
-
-
 def _etag(body: bytes) -> str:
     return f'W/"{hashlib.sha256(body).hexdigest()[:40]}"'
 
@@ -161,11 +151,11 @@ class EmulatorApp:
         if knobs.latency > 0:
             time.sleep(knobs.latency)
         fault = knobs.take_fault(request.method, request.path)
-        if fault is FaultKind.RESET:
-            _drop_connection(request.environ)
         if fault is FaultKind.TIMEOUT:
             time.sleep(knobs.fault_hang_seconds)
-            _drop_connection(request.environ)
+        if fault in (FaultKind.RESET, FaultKind.TIMEOUT):
+            # The server's request handler turns this into a TCP reset.
+            raise DroppedConnectionError(f"{fault} fault injected by the emulator")
         if fault is not None:
             status = 502 if fault is FaultKind.BAD_GATEWAY else 500
             message = "Server Error" if status == 500 else "Bad Gateway"

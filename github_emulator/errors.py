@@ -61,6 +61,15 @@ class UnprocessableError(ApiError):
     status = 422
 
 
+class DroppedConnectionError(EmulatorError, ConnectionResetError):
+    """An injected ``reset`` or ``timeout`` fault: the request gets no answer at all.
+
+    A ``ConnectionError`` so werkzeug hands it to the request handler's
+    ``connection_dropped`` hook instead of answering 500; the emulator's handler
+    (:mod:`github_emulator.server`) then resets the TCP connection.
+    """
+
+
 class GitCommandError(EmulatorError):
     """A git subprocess failed; the stderr is in the message."""
 

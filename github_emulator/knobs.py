@@ -21,7 +21,7 @@ class FaultKind(StrEnum):
 
     SERVER_ERROR = "500"
     BAD_GATEWAY = "502"
-    TIMEOUT = "timeout"  # hold the request for ``fault_hang_seconds``, then drop it
+    TIMEOUT = "timeout"  # hold the request for ``fault_hang_seconds``, then reset
     RESET = "reset"  # close the connection with a TCP reset, no answer at all
 
 

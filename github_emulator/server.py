@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,16 +14,40 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from . import api_apps, api_repos, control, web
 from .dispatch import EmulatorApp, Route
 from .emulator import Emulator
+from .errors import DroppedConnectionError
 
 ALL_ROUTES: list[Route] = [*control.ROUTES, *api_apps.ROUTES, *api_repos.ROUTES,
                            *web.ROUTES]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Drops werkzeug's per-request log line; the request counter keeps the tally."""
+_LINGER_RESET = struct.pack("ii", 1, 0)
+"""``SO_LINGER`` on with a zero timeout: closing the socket sends RST, not FIN."""
+
+
+class _EmulatorHandler(WSGIRequestHandler):
+    """werkzeug's handler without the per-request log line (the request counter keeps
+    the tally) and with real connection resets for the ``reset``/``timeout`` faults."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+    def connection_dropped(self, error: BaseException,
+                           environ: dict[str, Any] | None = None) -> None:
+        """Reset the connection when a fault asked for it.
+
+        werkzeug swallows the error and, having written nothing, goes back to reading
+        a next request from the same socket, so without this the client waits out its
+        whole read timeout. Closing here with linger 0 makes the kernel send RST at
+        once; the makefile'd streams still hold the socket, so the descriptor really
+        closes when ``finish()`` closes them, before socketserver's ``shutdown`` could
+        send a FIN first.
+        """
+        if not isinstance(error, DroppedConnectionError):
+            return
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client already left; nothing to reset
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        self.connection.close()
 
 
 class EmulatorServer(Emulator):
@@ -41,7 +68,7 @@ class EmulatorServer(Emulator):
 
     def start(self) -> EmulatorServer:
         self._server = make_server(self.host, self.port, self.wsgi_app, threaded=True,
-                                   request_handler=_QuietHandler)
+                                   request_handler=_EmulatorHandler)
         self.port = self._server.server_port
         shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         self.url = f"http://{shown_host}:{self.port}"
