@@ -55,17 +55,6 @@ def test_secondary_limit_answers_with_retry_after(github_emulator: EmulatorServe
     assert get(github_emulator, token, "/repos/octo/sample").status_code == 200
 
 
-def test_etag_304_is_not_counted_against_the_limit(github_emulator: EmulatorServer,
-                                                   token: str) -> None:
-    first = get(github_emulator, token, "/repos/octo/sample/branches/main")
-    remaining = int(first.headers["X-RateLimit-Remaining"])
-    again = get(github_emulator, token, "/repos/octo/sample/branches/main",
-                **{"If-None-Match": first.headers["ETag"]})
-    assert again.status_code == 304 and again.content == b""
-    assert int(again.headers["X-RateLimit-Remaining"]) == remaining
-    assert github_emulator.request_counts().not_modified == 1
-
-
 def test_faults_by_pattern_and_count(github_emulator: EmulatorServer, token: str) -> None:
     github_emulator.knobs.add_fault(r"/git/trees/", FaultKind.SERVER_ERROR, count=2)
     github_emulator.knobs.add_fault(r"/branches$", FaultKind.BAD_GATEWAY)
