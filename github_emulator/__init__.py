@@ -22,10 +22,10 @@ Python API (see each docstring for the why):
   ``create_repository``, ``install``, ``add_repositories``, ``remove_repositories``,
   ``suspend``, ``unsuspend``, ``accept_new_permissions``, ``uninstall``,
   ``rename_repository``, ``transfer_repository``, ``delete_repository``,
-  ``send_webhook``, ``ping``, ``redeliver``, ``deliveries``, ``knobs``,
+  ``send_webhook``, ``ping``, ``redeliver``, ``age_delivery``, ``deliveries``, ``knobs``,
   ``rate_limiter``, ``request_counts()``, ``reset_counts()``, ``reset_knobs()``.
 - ``server.knobs``: ``latency``, ``tree_max_entries``, ``tree_max_bytes``,
-  ``webhook_content_type``, ``token_ttl``, ``fault_hang_seconds``,
+  ``webhook_content_type``, ``token_ttl``, ``fault_hang_seconds``, ``webhook_timeout``,
   ``add_fault(pattern, kind, count=, method=)``, ``clear_faults()``.
 - ``server.rate_limiter``: ``configure(limit=, window=)``,
   ``arm_secondary(count=, status=, retry_after=)``.

@@ -4,8 +4,9 @@ signed-in user: ``/app/...``, ``/installation/...``, ``/app-manifests/...``, ``/
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from . import shapes
+from . import defaults, shapes
 from .access import (
     installation_repositories,
     require_app,
@@ -13,8 +14,9 @@ from .access import (
     require_user,
 )
 from .auth import issue_token
+from .deliveries import DeliveryRecord
 from .dispatch import Context, Route, json_response
-from .errors import ForbiddenError, NotFoundError, UnprocessableError
+from .errors import ApiError, ForbiddenError, NotFoundError, UnprocessableError
 from .state import Installation
 
 TOKEN_PREFIX_INSTALLATION = "ghs_"
@@ -103,33 +105,60 @@ def list_installation_repositories(ctx: Context) -> Any:
                          headers=headers)
 
 
-def list_deliveries(ctx: Context) -> Any:
-    app = require_app(ctx)
-    per_page = max(1, min(ctx.query_int("per_page", 30), 100))
+DELIVERY_OUTCOMES = {"success": True, "failure": False}
+"""The ``status`` filter of the deliveries list: 2xx answers or everything else."""
+
+
+def _delivery_cursor(ctx: Context) -> int | None:
+    """The ``cursor`` query parameter as a delivery id; GitHub refuses one it did not
+    issue, so a client that builds cursors itself fails here as it would there."""
     cursor = ctx.request.args.get("cursor")
-    records, next_cursor = ctx.emulator.delivery_log.page(
-        per_page=per_page, cursor=int(cursor) if cursor and cursor.isdigit() else None)
+    if cursor is None:
+        return None
+    number = cursor.removeprefix(defaults.DELIVERY_CURSOR_PREFIX)
+    if not cursor.startswith(defaults.DELIVERY_CURSOR_PREFIX) or not number.isdigit():
+        raise ApiError("Bad Request", status=400)
+    return int(number)
+
+
+def list_deliveries(ctx: Context) -> Any:
+    """``GET /app/hook/deliveries``: cursor pages, newest first, three days back."""
+    app = require_app(ctx)
+    per_page = max(1, min(ctx.query_int("per_page", defaults.PER_PAGE_DEFAULT),
+                          defaults.PER_PAGE_MAX))
+    outcome = ctx.request.args.get("status")
+    if outcome is not None and outcome not in DELIVERY_OUTCOMES:
+        raise UnprocessableError(f"Invalid status: {outcome!r}; use success or failure")
+    records, following = ctx.emulator.delivery_log.page(
+        app_id=app.id, per_page=per_page, cursor=_delivery_cursor(ctx),
+        succeeded=DELIVERY_OUTCOMES.get(outcome or ""))
     headers = {}
-    if next_cursor is not None:
-        url = f"{ctx.base}{ctx.request.path}?per_page={per_page}&cursor={next_cursor}"
-        headers["Link"] = f'<{url}>; rel="next"'
-    return json_response([r.summary_json() for r in records if r.app_id == app.id],
-                         headers=headers)
+    if following is not None:
+        query = {**ctx.request.args.to_dict(), "per_page": per_page,
+                 "cursor": f"{defaults.DELIVERY_CURSOR_PREFIX}{following}"}
+        headers["Link"] = f'<{ctx.base}{ctx.request.path}?{urlencode(query)}>; rel="next"'
+    return json_response([r.summary_json() for r in records], headers=headers)
+
+
+def _app_delivery(ctx: Context, delivery_id: int) -> DeliveryRecord:
+    app = require_app(ctx)
+    record = ctx.emulator.delivery_log.find(delivery_id)
+    if record is None or record.app_id != app.id:
+        raise NotFoundError()
+    return record
 
 
 def get_delivery(ctx: Context, delivery_id: int) -> Any:
-    app = require_app(ctx)
-    record = ctx.emulator.delivery_log.find(delivery_id)
-    if record is None or record.app_id != app.id:
-        raise NotFoundError()
-    return record.full_json()
+    return _app_delivery(ctx, delivery_id).full_json()
 
 
 def redeliver(ctx: Context, delivery_id: int) -> Any:
-    app = require_app(ctx)
-    record = ctx.emulator.delivery_log.find(delivery_id)
-    if record is None or record.app_id != app.id:
-        raise NotFoundError()
+    """``POST .../attempts``: sent again now, answered 202 with ``{}`` like GitHub;
+    a delivery past the three-day window is refused with 422."""
+    record = _app_delivery(ctx, delivery_id)
+    if not ctx.emulator.delivery_log.recent(record):
+        raise UnprocessableError("Validation Failed: deliveries older than 3 days "
+                                 "cannot be redelivered")
     ctx.emulator.redeliver(delivery_id)
     return json_response({}, 202)
 

@@ -87,6 +87,19 @@ def list_all_deliveries(ctx: Context) -> Any:
     return [r.full_json() for r in ctx.emulator.deliveries]
 
 
+def age_delivery(ctx: Context, delivery_id: int) -> Any:
+    """Move one delivery ``{"seconds": N}`` into the past (GitHub's three-day limit)."""
+    try:
+        seconds = float(_body(ctx)["seconds"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ApiError(f"bad age: {error}", status=422) from error
+    try:
+        record = ctx.emulator.age_delivery(delivery_id, seconds=seconds)
+    except KeyError as error:
+        raise NotFoundError("Unknown delivery") from error
+    return record.summary_json()
+
+
 def get_app_credentials(ctx: Context) -> Any:
     app = ctx.emulator.app
     return {"app_id": app.id, "slug": app.slug, "client_id": app.client_id,
@@ -134,6 +147,7 @@ ROUTES = [Route(method, f"{P}{path}", handler, Surface.INTERNAL) for method, pat
     ("GET", "/counts", get_counts),
     ("DELETE", "/counts", reset_counts),
     ("GET", "/deliveries", list_all_deliveries),
+    ("POST", "/deliveries/<int:delivery_id>/age", age_delivery),
     ("GET", "/app", get_app_credentials),
     ("PATCH", "/app", patch_app),
     ("POST", "/repositories", create_repository),

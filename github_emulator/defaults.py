@@ -70,6 +70,27 @@ HOOKSHOT_USER_AGENT = "GitHub-Hookshot/emulator"
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 """GitHub gives a receiver ten seconds before it marks a delivery failed."""
 
+DELIVERY_RETENTION_SECONDS = 3 * 24 * 60 * 60
+"""GitHub lists and redelivers only the deliveries of the last three days."""
+
+DELIVERY_CURSOR_PREFIX = "v1_"
+"""GitHub's delivery-list cursors look like ``v1_<id>``; clients treat them as opaque."""
+
+DELIVERY_STATUS_OK = "OK"
+"""``status`` of a delivery the receiver answered with a 2xx."""
+
+DELIVERY_STATUS_INVALID = "Invalid HTTP Response: {status_code}"
+"""``status`` of a delivery the receiver answered with anything else."""
+
+DELIVERY_STATUS_UNREACHABLE = "failed to connect to host"
+"""``status`` when no connection could be made (``status_code`` 0)."""
+
+DELIVERY_STATUS_TIMED_OUT = "timed out"
+"""``status`` when the receiver did not answer in time (``status_code`` 0)."""
+
+DELIVERY_STATUS_NO_URL = "No webhook URL configured"
+"""``status`` of an event logged for an App without a webhook URL (nothing is sent)."""
+
 INTERNAL_PREFIX = "/_emulator"
 """Paths under this prefix control the emulator; they are not GitHub's."""
 

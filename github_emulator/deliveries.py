@@ -4,6 +4,9 @@ The log answers ``GET /app/hook/deliveries`` and backs redelivery, so it keeps
 exactly what was sent (headers and payload) and what the receiver answered. Sending
 is synchronous: the caller gets the finished :class:`DeliveryRecord`, which is what
 lets a test assert on the receiver's answer right after a ``git push`` returns.
+
+Like GitHub's, the log only looks back three days: older records are neither listed
+nor redelivered (tests make a record old with :meth:`DeliveryLog.age`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -89,7 +92,7 @@ class DeliveryLog:
         self._lock = threading.Lock()
         self._records: list[DeliveryRecord] = []
         self._next_id = 90_000_000
-        self._client = httpx.Client(timeout=defaults.WEBHOOK_TIMEOUT_SECONDS)
+        self._client = httpx.Client()
 
     def close(self) -> None:
         self._client.close()
@@ -108,12 +111,14 @@ class DeliveryLog:
             self._records.clear()
 
     def send(self, app: GitHubApp, event: str, payload: dict[str, Any], *,
-             content_type: WebhookContentType, guid: str | None = None,
+             content_type: WebhookContentType, timeout: float, guid: str | None = None,
              redelivery: bool = False) -> DeliveryRecord:
         """Deliver ``payload`` to the App's webhook URL now and log the outcome.
 
-        A receiver that cannot be reached is logged with status code 0, as GitHub
-        shows "failed to connect"; an App without a URL is logged but not sent.
+        A receiver that refuses the connection or gives no answer within ``timeout``
+        seconds is logged with status code 0; an App without a URL is logged but not
+        sent. A refused connection fails in milliseconds, so a ``git push`` whose
+        receiver is down still returns at once.
         """
         body, mime = encode_body(payload, content_type)
         guid = guid or str(uuid.uuid4())
@@ -138,31 +143,52 @@ class DeliveryLog:
                 request_headers=headers, url=app.webhook_url, redelivery=redelivery)
             self._records.append(record)
         if not app.webhook_url:
-            record.status = "No webhook URL configured"
+            record.status = defaults.DELIVERY_STATUS_NO_URL
             return record
         started = time.perf_counter()
         try:
-            response = self._client.post(app.webhook_url, content=body, headers=headers)
+            response = self._client.post(app.webhook_url, content=body, headers=headers,
+                                         timeout=timeout)
         except httpx.TimeoutException:
-            record.status = "timed out"
-        except httpx.HTTPError as error:
-            record.status = f"failed to connect to host: {error}"
+            record.status = defaults.DELIVERY_STATUS_TIMED_OUT
+        except httpx.HTTPError:
+            record.status = defaults.DELIVERY_STATUS_UNREACHABLE
         else:
             record.status_code = response.status_code
-            record.status = ("OK" if 200 <= response.status_code < 300
-                             else f"Invalid HTTP Response: {response.status_code}")
+            record.status = (defaults.DELIVERY_STATUS_OK if record.ok else
+                             defaults.DELIVERY_STATUS_INVALID.format(
+                                 status_code=response.status_code))
             record.response_headers = dict(response.headers)
             record.response_body = response.text
         record.duration = time.perf_counter() - started
         return record
 
-    def page(self, *, per_page: int, cursor: int | None) -> tuple[list[DeliveryRecord],
-                                                                  int | None]:
-        """Newest first, ``per_page`` at a time; the cursor is the last id served."""
+    def recent(self, record: DeliveryRecord) -> bool:
+        """Whether GitHub would still list and redeliver ``record`` (three days)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=defaults.DELIVERY_RETENTION_SECONDS)
+        return record.delivered_at >= cutoff
+
+    def age(self, delivery_id: int, *, seconds: float) -> DeliveryRecord:
+        """Move a record ``seconds`` into the past, so tests can meet the three-day
+        limit without waiting; raises ``KeyError`` for an unknown id."""
         with self._lock:
-            ordered = sorted(self._records, key=lambda r: r.id, reverse=True)
-        if cursor is not None:
-            ordered = [r for r in ordered if r.id < cursor]
-        chunk = ordered[:per_page]
-        more = len(ordered) > per_page
-        return chunk, (chunk[-1].id if more and chunk else None)
+            record = next((r for r in self._records if r.id == delivery_id), None)
+            if record is None:
+                raise KeyError(delivery_id)
+            record.delivered_at -= timedelta(seconds=seconds)
+        return record
+
+    def page(self, *, app_id: int, per_page: int, cursor: int | None,
+             succeeded: bool | None = None) -> tuple[list[DeliveryRecord], int | None]:
+        """One App's recent deliveries, newest first, ``per_page`` at a time, and the
+        cursor of the next page: the id of its first record (GitHub's cursor names
+        the delivery a page starts from). ``succeeded`` keeps only 2xx answers (True)
+        or only failures (False)."""
+        with self._lock:
+            mine = [r for r in self._records if r.app_id == app_id]
+        ordered = sorted((r for r in mine if self.recent(r)
+                          and (succeeded is None or r.ok == succeeded)
+                          and (cursor is None or r.id <= cursor)),
+                         key=lambda r: r.id, reverse=True)
+        following = ordered[per_page].id if len(ordered) > per_page else None
+        return ordered[:per_page], following

@@ -285,7 +285,8 @@ class Emulator:
                      app: GitHubApp | None = None) -> DeliveryRecord:
         """Sign and deliver ``payload`` now; the record holds the receiver's answer."""
         return self.delivery_log.send(app or self.app, event, payload,
-                                      content_type=self.knobs.webhook_content_type)
+                                      content_type=self.knobs.webhook_content_type,
+                                      timeout=self.knobs.webhook_timeout)
 
     def ping(self, app: GitHubApp | None = None) -> DeliveryRecord:
         github_app = app or self.app
@@ -300,7 +301,13 @@ class Emulator:
         return self.delivery_log.send(self.state.apps[original.app_id], original.event,
                                       original.payload,
                                       content_type=self.knobs.webhook_content_type,
+                                      timeout=self.knobs.webhook_timeout,
                                       guid=original.guid, redelivery=True)
+
+    def age_delivery(self, delivery_id: int, *, seconds: float) -> DeliveryRecord:
+        """Pretend a delivery happened ``seconds`` earlier: past three days GitHub
+        neither lists nor redelivers it, which tests reach without waiting."""
+        return self.delivery_log.age(delivery_id, seconds=seconds)
 
     @property
     def deliveries(self) -> list[DeliveryRecord]:

@@ -59,11 +59,13 @@ class Knobs:
     token_ttl: int = defaults.TOKEN_TTL_SECONDS
     """Lifetime in seconds of newly issued installation and user tokens."""
     fault_hang_seconds: float = defaults.FAULT_HANG_SECONDS
+    webhook_timeout: float = defaults.WEBHOOK_TIMEOUT_SECONDS
+    """Seconds a receiver has to answer a delivery before it is logged "timed out"."""
     faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     SETTABLE = ("latency", "tree_max_entries", "tree_max_bytes", "webhook_content_type",
-                "token_ttl", "fault_hang_seconds")
+                "token_ttl", "fault_hang_seconds", "webhook_timeout")
 
     def add_fault(self, pattern: str, kind: FaultKind | str, *, count: int = 1,
                   method: str | None = None) -> Fault:
@@ -94,7 +96,7 @@ class Knobs:
         for name, value in values.items():
             if name == "webhook_content_type":
                 value = WebhookContentType(value)
-            elif name in ("latency", "fault_hang_seconds"):
+            elif name in ("latency", "fault_hang_seconds", "webhook_timeout"):
                 value = float(value)
             else:
                 value = int(value)

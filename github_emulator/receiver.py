@@ -6,7 +6,9 @@ app, so emulator tests do not depend on the app being importable or correct.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,8 +23,10 @@ class ReceivedRequest:
 class WebhookReceiver:
     """Listens on a free loopback port; ``url`` is where to point a webhook."""
 
-    def __init__(self, *, status: int = 202) -> None:
+    def __init__(self, *, status: int = 202, delay: float = 0.0) -> None:
         self.status = status
+        self.delay = delay
+        """Seconds to wait before answering, to play a receiver slower than GitHub allows."""
         self.received: list[ReceivedRequest] = []
         self._lock = threading.Lock()
         receiver = self
@@ -34,12 +38,16 @@ class WebhookReceiver:
                 with receiver._lock:
                     receiver.received.append(ReceivedRequest(
                         self.path, {k: v for k, v in self.headers.items()}, body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Type", "application/json")
+                if receiver.delay > 0:
+                    time.sleep(receiver.delay)
                 reply = b'{"ok": true}'
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                # A sender that gave up on a slow answer has closed its side already.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(receiver.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
