@@ -86,7 +86,7 @@ def running_lock(redis: Redis, project_id: int) -> Lock:
 
 
 def _claim(lock: Lock, token: str) -> bool:
-    if lock.acquire(token=token):
+    if lock.acquire(token=token, blocking=False):
         return True
     # The same job, rerun after its worker died, finds the lock of its first run.
     held = lock.redis.get(lock.name)
@@ -114,7 +114,7 @@ def lock_heartbeat(lock: Lock, token: str) -> Iterator[threading.Event]:
                 lock.extend(defaults.SYNC_LOCK_TTL_SECONDS, replace_ttl=True)
                 unreachable = False
             except LockError:
-                if not lock.acquire(token=token):
+                if not lock.acquire(token=token, blocking=False):
                     log.warning("running lock %s was taken over; stopping", lock.name)
                     lost.set()
                     return

@@ -129,7 +129,7 @@ def sync_command(full_name: str, branch: str | None, full: bool) -> None:
     redis = redis_connection()
     token = f"cli-{uuid.uuid4().hex}"
     lock = running_lock(redis, project.id)
-    if not lock.acquire(token=token):
+    if not lock.acquire(token=token, blocking=False):
         db.session.rollback()
         raise click.ClickException(
             f"another sync of {full_name}@{branch} is running; try again when it has ended"
