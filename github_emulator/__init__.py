@@ -26,6 +26,7 @@ Python API (see each docstring for the why):
   ``rate_limiter``, ``request_counts()``, ``reset_counts()``, ``reset_knobs()``.
 - ``server.knobs``: ``latency``, ``tree_max_entries``, ``tree_max_bytes``,
   ``webhook_content_type``, ``token_ttl``, ``fault_hang_seconds``, ``webhook_timeout``,
+  ``drop_webhooks_for``,
   ``add_fault(pattern, kind, count=, method=)``, ``clear_faults()``.
 - ``server.rate_limiter``: ``configure(limit=, window=)``,
   ``arm_secondary(count=, status=, retry_after=)``.

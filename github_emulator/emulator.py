@@ -131,13 +131,14 @@ class Emulator:
         """Rename on disk and in state, then send ``repository renamed``."""
         record = self.repository(repo)
         old_path = self.state.repository_path(record)
-        old_name = record.name
+        old_name, old_full_name = record.name, record.full_name
         with self.state.lock:
             record.name = new_name
             record.updated_at = utcnow()
         old_path.rename(self.state.repository_path(record))
         return self._send_repository_event(record, "renamed",
-                                           {"repository": {"name": {"from": old_name}}})
+                                           {"repository": {"name": {"from": old_name}}},
+                                           formerly=old_full_name)
 
     def transfer_repository(self, repo: RepositoryRef, new_owner: str, *,
                             owner_type: str | None = None) -> DeliveryRecord | None:
@@ -146,7 +147,7 @@ class Emulator:
 
         record = self.repository(repo)
         old_path = self.state.repository_path(record)
-        old_owner = record.owner
+        old_owner, old_full_name = record.owner, record.full_name
         with self.state.lock:
             record.owner = self.state.account(new_owner, type=owner_type)
             record.updated_at = utcnow()
@@ -156,7 +157,8 @@ class Emulator:
         key = "user" if old_owner.type == "User" else "organization"
         changes = {"owner": {"from": {key: user(self.url, old_owner)}}}
         return self._send_repository_event(record, "transferred", changes,
-                                           installations=self.state.installations_for(record))
+                                           installations=self.state.installations_for(record),
+                                           formerly=old_full_name)
 
     def delete_repository(self, repo: RepositoryRef) -> DeliveryRecord | None:
         """Send ``repository deleted`` (while installations still see it), then delete."""
@@ -171,8 +173,13 @@ class Emulator:
 
     def _send_repository_event(self, record: RepositoryRecord, action: str,
                                changes: dict[str, Any] | None, *,
-                               installations: list[Installation] | None = None
-                               ) -> DeliveryRecord | None:
+                               installations: list[Installation] | None = None,
+                               formerly: str | None = None) -> DeliveryRecord | None:
+        """Send ``repository <action>`` to every installation seeing ``record``;
+        ``formerly`` is the full name before a rename or transfer, which the
+        ``drop_webhooks_for`` knob also matches."""
+        if self.knobs.drops(record.full_name, *([formerly] if formerly else [])):
+            return None
         last = None
         for installation in installations or self.state.installations_for(record):
             payload = events.repository_event(self.url, action, repo=record,
@@ -323,6 +330,8 @@ class Emulator:
         account = self.state.account(pusher) if pusher else record.owner
         with self.state.lock:
             record.pushed_at = utcnow()
+        if self.knobs.drops(record.full_name):
+            return []  # lost as GitHub sometimes loses them: not sent, not logged
         sent = []
         for before, after, ref in updates:
             for installation in self.state.installations_for(record):

@@ -1,4 +1,5 @@
-"""Realism knobs: latency, truncation limits, webhook encoding and injected faults.
+"""Realism knobs: latency, truncation limits, webhooks (encoding, timeout, repositories
+whose webhooks are lost) and injected faults.
 
 Tests and benchmarks turn these at runtime, from Python (``server.knobs``) or over
 HTTP (``/_emulator/knobs``, ``/_emulator/faults``) when the emulator runs in another
@@ -61,11 +62,14 @@ class Knobs:
     fault_hang_seconds: float = defaults.FAULT_HANG_SECONDS
     webhook_timeout: float = defaults.WEBHOOK_TIMEOUT_SECONDS
     """Seconds a receiver has to answer a delivery before it is logged "timed out"."""
+    drop_webhooks_for: set[str] = field(default_factory=set)
+    """``owner/name`` of repositories whose webhooks GitHub "loses": push and
+    repository events are neither sent nor logged. Lower case; see ``drops``."""
     faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     SETTABLE = ("latency", "tree_max_entries", "tree_max_bytes", "webhook_content_type",
-                "token_ttl", "fault_hang_seconds", "webhook_timeout")
+                "token_ttl", "fault_hang_seconds", "webhook_timeout", "drop_webhooks_for")
 
     def add_fault(self, pattern: str, kind: FaultKind | str, *, count: int = 1,
                   method: str | None = None) -> Fault:
@@ -88,6 +92,12 @@ class Knobs:
                     return fault.kind
             return None
 
+    def drops(self, *full_names: str) -> bool:
+        """Whether webhooks of a repository known by any of ``full_names`` (a renamed
+        or transferred one has two) are to be lost; names compare case-insensitively."""
+        lost = {name.lower() for name in self.drop_webhooks_for}
+        return any(name.lower() in lost for name in full_names)
+
     def update(self, values: dict[str, Any]) -> None:
         """Apply a JSON object of settings (the ``PATCH /_emulator/knobs`` body)."""
         unknown = set(values) - set(self.SETTABLE)
@@ -96,6 +106,10 @@ class Knobs:
         for name, value in values.items():
             if name == "webhook_content_type":
                 value = WebhookContentType(value)
+            elif name == "drop_webhooks_for":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError("drop_webhooks_for takes a list of owner/name")
+                value = {v.lower() for v in value}
             elif name in ("latency", "fault_hang_seconds", "webhook_timeout"):
                 value = float(value)
             else:
@@ -114,5 +128,6 @@ class Knobs:
         with self._lock:
             faults = [asdict(f) for f in self.faults if f.remaining > 0]
         body: dict[str, Any] = {name: getattr(self, name) for name in self.SETTABLE}
+        body["drop_webhooks_for"] = sorted(n.lower() for n in self.drop_webhooks_for)
         body["faults"] = faults
         return body

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from urllib.parse import parse_qs
 
+import httpx
 from githubkit import GitHub
 from githubkit.webhooks import parse, verify
 
 from github_emulator import EmulatorServer, WebhookContentType
-from github_emulator.history import push
+from github_emulator.history import generate_repository, push
 from github_emulator.receiver import ReceivedRequest, WebhookReceiver
 from github_emulator.testing import SampleRepository
 
@@ -139,3 +141,32 @@ def test_delivery_log_and_redelivery(github_emulator: EmulatorServer, app_github
     first, second = webhook_receiver.events("ping")
     assert first.body == second.body
     assert first.headers["X-GitHub-Delivery"] == second.headers["X-GitHub-Delivery"]
+
+
+def test_dropped_repository_webhooks_are_neither_sent_nor_logged(
+        github_emulator: EmulatorServer, webhook_receiver: WebhookReceiver,
+        sample_repository: SampleRepository, tmp_path: Path) -> None:
+    github_emulator.webhook_url = webhook_receiver.url
+    other = github_emulator.create_repository("octo", "other")
+    github_emulator.add_repositories(sample_repository.installation_id, [other])
+    control = f"{github_emulator.url}/_emulator/knobs"
+    assert httpx.patch(control, json={"drop_webhooks_for": "octo/sample"}).status_code == 422
+    knobs = httpx.patch(control, json={"drop_webhooks_for": ["Octo/Sample"]}).json()
+    assert knobs["drop_webhooks_for"] == ["octo/sample"]
+    logged = len(github_emulator.deliveries)
+    change = sample_repository.history.commit_random_change()
+    sample_repository.push()
+    github_emulator.rename_repository(sample_repository.record, "sample-renamed")
+    assert github_emulator.git(sample_repository.record).resolve("refs/heads/main") == \
+        change.sha
+    assert len(github_emulator.deliveries) == logged
+    assert webhook_receiver.events("push") == webhook_receiver.events("repository") == []
+    work = tmp_path / "other-work"
+    generate_repository(work, seed=7, files=3, directories=1, commits=1)
+    push(work, github_emulator.clone_url(other))
+    (delivered,) = webhook_receiver.events("push")
+    assert check_delivery(github_emulator, delivered)["repository"]["full_name"] == \
+        "octo/other"
+    assert len(github_emulator.deliveries) == logged + 1
+    httpx.post(f"{control}/reset")
+    assert github_emulator.knobs.drop_webhooks_for == set()
