@@ -6,6 +6,10 @@ streams occupy a thread, not a whole process, while webhook requests stay short.
 
 import os
 
+from gunicorn.glogging import Logger
+
+from sync_jobs.logs import LOG_FORMATS, prepare_handler
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 worker_class = "gthread"
 # One process per core with four threads each measured best for webhook throughput
@@ -20,3 +24,24 @@ timeout = 60
 graceful_timeout = 20
 keepalive = 5
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG") else None
+
+
+# gunicorn's own lines ("Booting worker", tracebacks, the access log when on) come out
+# like the app's: JSON, or text with LOG_FORMAT=text, secrets redacted (an access line
+# holds the query string, an OAuth callback's code= for one). The app's own records
+# need nothing here: create_app configures the root logger in each worker. The class
+# keeps gunicorn's handlers (stderr, --error-logfile, syslog) and changes only how
+# they format, and unlike logconfig_dict it leaves the access log off when it is off.
+_LOG_FORMAT = os.environ.get("LOG_FORMAT", "json").strip().lower()
+
+
+class JsonLogger(Logger):
+    def setup(self, cfg):  # type: ignore[no-untyped-def]
+        super().setup(cfg)
+        fmt = _LOG_FORMAT if _LOG_FORMAT in LOG_FORMATS else "json"
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                prepare_handler(handler, fmt)
+
+
+logger_class = JsonLogger

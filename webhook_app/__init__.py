@@ -9,6 +9,7 @@ from typing import Any
 from dotenv import dotenv_values, find_dotenv
 from flask import Flask
 
+from sync_jobs.logs import configure_logging
 from webhook_app.config import DefaultConfig, finish_settings, settings_from_environment
 
 
@@ -28,6 +29,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     else:
         app.config.update(test_config)
     finish_settings(app.config, app.instance_path)
+    # Every process builds its app here (web, worker, maintenance, flask commands), so
+    # this is where their logs become JSON.
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
     from sync_jobs import redis_client
     from webhook_app import database
@@ -38,6 +42,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from webhook_app import health
 
     app.register_blueprint(health.bp)
+
+    from webhook_app import metrics
+
+    metrics.init_app(app)
 
     from webhook_app import cli
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from sync_jobs.errors import ConfigError
+from sync_jobs.logs import LOG_FORMATS, LOG_LEVELS
 
 
 class DefaultConfig:
@@ -48,6 +49,13 @@ class DefaultConfig:
     # On uninstall or repository removal: delete the stored data (True) or keep it
     # readable but stop syncing (False).
     PURGE_ON_UNINSTALL = False
+    # Logs: the lowest level written, and json (one object a line, for log pipelines)
+    # or text (for people reading a terminal).
+    LOG_LEVEL = "INFO"
+    LOG_FORMAT = "json"
+    # A bearer token /metrics requires (Authorization: Bearer ...); None: /metrics is
+    # open to anyone who can reach it, so keep it off the public internet.
+    METRICS_TOKEN: str | None = None
     # Pages and jobs ping a pooled connection before use, so the first request after a
     # database restart does not fail. The webhook receiver has its own engine without
     # the ping (a round trip per delivery) and with autocommit (its INSERT is the whole
@@ -134,6 +142,13 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
+def _choice(name: str, value: str, choices: tuple[str, ...], *, upper: bool) -> str:
+    normalised = value.strip().upper() if upper else value.strip().lower()
+    if normalised not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return normalised
+
+
 def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read and check every setting; return only those the environment sets.
 
@@ -164,6 +179,12 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["MAX_WEBHOOK_BYTES"] = _positive_int("MAX_WEBHOOK_BYTES", value)
     if value := environ.get("SYNC_MAX_BLOB_BYTES"):
         settings["SYNC_MAX_BLOB_BYTES"] = _positive_int("SYNC_MAX_BLOB_BYTES", value)
+    if value := environ.get("LOG_LEVEL"):
+        settings["LOG_LEVEL"] = _choice("LOG_LEVEL", value, LOG_LEVELS, upper=True)
+    if value := environ.get("LOG_FORMAT"):
+        settings["LOG_FORMAT"] = _choice("LOG_FORMAT", value, LOG_FORMATS, upper=False)
+    if value := environ.get("METRICS_TOKEN", "").strip():
+        settings["METRICS_TOKEN"] = value
     if "PURGE_ON_UNINSTALL" in environ:
         settings["PURGE_ON_UNINSTALL"] = _boolean(
             "PURGE_ON_UNINSTALL", environ["PURGE_ON_UNINSTALL"]

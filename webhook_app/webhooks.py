@@ -11,6 +11,11 @@ seen before, 200 with the zen for ``ping``, 400/401/413 with a JSON ``error`` sa
 what is wrong, 503 with ``Retry-After`` when the database is unreachable (nothing is
 stored; the reconciler asks GitHub to redeliver) or in setup mode (no secret to
 verify with).
+
+Every answer is counted (``project_sync_deliveries_received_total{event,outcome}``):
+one more pipelined Redis round trip per delivery, after the answer is decided. The
+enqueue's own pipeline lives in :func:`~sync_jobs.deliveries.enqueue_delivery`; the
+count could ride on it, at the cost of that function knowing about metrics.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from models import DeliveryStatus, WebhookDelivery, db
 from models.base import utcnow
-from sync_jobs import defaults
+from sync_jobs import defaults, metrics
 from sync_jobs.deliveries import deliveries_queue, enqueue_delivery
 from sync_jobs.errors import PayloadTooLargeError, WebhookRejectedError
+from sync_jobs.logs import log_context
+from sync_jobs.metrics import DeliveryOutcome
 from sync_jobs.redis_client import redis_connection
 from webhook_app import events, routing
 from webhook_app.database import receiver_engine
@@ -41,6 +48,9 @@ log = logging.getLogger(__name__)
 QUEUE_EXTENSION = "project_sync_deliveries_queue"
 """Where the app keeps its deliveries queue, built once per process (RQ's Queue asks
 Redis for its version on first use; doing that per request would cost a round trip)."""
+
+UNVERIFIED_EVENT = "other"
+"""Event label of unverified deliveries whose claimed event is not one we handle."""
 
 SETUP_MODE_MESSAGE = (
     "this app has no webhook secret yet (setup mode), so it cannot verify deliveries; "
@@ -130,17 +140,39 @@ def _mark_pending(delivery_id: str) -> None:
         db.session.rollback()
 
 
+def _claimed_event() -> str:
+    """The event label of a delivery that was not verified: the header's value only if
+    it names an event we know, so forged requests cannot mint new label values."""
+    claimed = request.headers.get(events.EVENT_HEADER, "")
+    if claimed == routing.PING_EVENT or routing.handles(claimed):
+        return claimed
+    return UNVERIFIED_EVENT
+
+
 @bp.post("/webhooks/github")
 def receive() -> ResponseReturnValue:
+    """Verify, store, queue; every answer is counted by event and outcome."""
     secrets: tuple[str, ...] = current_app.config["WEBHOOK_SECRETS"]
     if not secrets:
+        metrics.record_delivery_received(_claimed_event(), DeliveryOutcome.UNAVAILABLE)
         return _answer(503, {"error": SETUP_MODE_MESSAGE})
     try:
         body = _read_body(current_app.config["MAX_WEBHOOK_BYTES"])
         delivery = events.parse_delivery(request.headers, body, secrets=secrets)  # type: ignore[arg-type]
     except WebhookRejectedError as exc:
+        metrics.record_delivery_received(_claimed_event(), DeliveryOutcome.REJECTED)
         return _answer(exc.status, {"error": exc.message})
+    with log_context(
+        delivery_id=delivery.delivery_id, installation_id=delivery.installation_github_id
+    ):
+        response, outcome = _accept(delivery)
+        metrics.record_delivery_received(delivery.event, outcome)
+    return response
 
+
+def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
+    """Store and queue a verified delivery; the answer and how to count it."""
+    answer: dict[str, Any]
     if delivery.event == routing.PING_EVENT:
         status, reason = DeliveryStatus.PROCESSED, "ping"
     elif routing.handles(delivery.event):
@@ -151,25 +183,28 @@ def receive() -> ResponseReturnValue:
     try:
         _store(delivery, status, reason)
     except IntegrityError:
-        return _answer(200, {"status": "duplicate", "delivery_id": delivery.delivery_id})
+        answer = {"status": "duplicate", "delivery_id": delivery.delivery_id}
+        return _answer(200, answer), DeliveryOutcome.DUPLICATE
     except SQLAlchemyError as exc:
         log.warning("delivery %s not stored, database unavailable: %s", delivery.delivery_id, exc)
         return _answer(
             503,
             {"error": "database unavailable; the delivery was not stored, redeliver it later"},
             **{"Retry-After": str(defaults.DATABASE_RETRY_AFTER_SECONDS)},
-        )
+        ), DeliveryOutcome.UNAVAILABLE
 
     if delivery.event == routing.PING_EVENT:
-        return _answer(200, {"status": "pong", "zen": delivery.data.get("zen")})
+        answer = {"status": "pong", "zen": delivery.data.get("zen")}
+        return _answer(200, answer), DeliveryOutcome.ACCEPTED
     if status == DeliveryStatus.IGNORED:
-        return _answer(
-            202, {"status": "ignored", "delivery_id": delivery.delivery_id, "reason": reason}
-        )
+        answer = {"status": "ignored", "delivery_id": delivery.delivery_id, "reason": reason}
+        return _answer(202, answer), DeliveryOutcome.ACCEPTED
     try:
         enqueue_delivery(_queue(), delivery_id=delivery.delivery_id)
     except RedisError as exc:
         log.warning("delivery %s stored, not queued: %s", delivery.delivery_id, exc)
         _mark_pending(delivery.delivery_id)
-        return _answer(202, {"status": "pending", "delivery_id": delivery.delivery_id})
-    return _answer(202, {"status": "queued", "delivery_id": delivery.delivery_id})
+        answer = {"status": "pending", "delivery_id": delivery.delivery_id}
+        return _answer(202, answer), DeliveryOutcome.PENDING
+    answer = {"status": "queued", "delivery_id": delivery.delivery_id}
+    return _answer(202, answer), DeliveryOutcome.ACCEPTED

@@ -4,7 +4,9 @@ parsed by githubkit, the delivery log and redelivery."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -170,3 +172,20 @@ def test_dropped_repository_webhooks_are_neither_sent_nor_logged(
     assert len(github_emulator.deliveries) == logged + 1
     httpx.post(f"{control}/reset")
     assert github_emulator.knobs.drop_webhooks_for == set()
+
+
+def test_push_returns_at_once_when_the_receiver_is_down(
+        github_emulator: EmulatorServer, sample_repository: SampleRepository) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        github_emulator.webhook_url = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
+    change = sample_repository.history.commit_random_change()
+    started = time.perf_counter()
+    sample_repository.push()
+    assert time.perf_counter() - started < 2.0
+    assert github_emulator.git(sample_repository.record).resolve("refs/heads/main") == \
+        change.sha
+    failed = github_emulator.deliveries[-1]
+    assert (failed.event, failed.status_code, failed.status) == (
+        "push", 0, "failed to connect to host")
+    assert failed.duration < 1.0
