@@ -110,8 +110,10 @@ DELIVERY_OUTCOMES = {"success": True, "failure": False}
 
 
 def _delivery_cursor(ctx: Context) -> int | None:
-    """The ``cursor`` query parameter as a delivery id; GitHub refuses one it did not
-    issue, so a client that builds cursors itself fails here as it would there."""
+    """The ``cursor`` query parameter (``v1_<id>``, as the ``Link`` header gives it)
+    as a delivery id. Anything else answers 400, one of the refusals GitHub documents
+    for this endpoint, so a client that builds cursors of its own fails loudly here
+    instead of silently starting over from the newest delivery."""
     cursor = ctx.request.args.get("cursor")
     if cursor is None:
         return None
@@ -153,8 +155,11 @@ def get_delivery(ctx: Context, delivery_id: int) -> Any:
 
 
 def redeliver(ctx: Context, delivery_id: int) -> Any:
-    """``POST .../attempts``: sent again now, answered 202 with ``{}`` like GitHub;
-    a delivery past the three-day window is refused with 422."""
+    """``POST .../attempts``: sent again now, answered 202 with ``{}`` like GitHub.
+
+    GitHub redelivers only the last three days; past that the emulator answers 422,
+    the validation refusal GitHub documents for this endpoint (the wording is ours).
+    """
     record = _app_delivery(ctx, delivery_id)
     if not ctx.emulator.delivery_log.recent(record):
         raise UnprocessableError("Validation Failed: deliveries older than 3 days "
