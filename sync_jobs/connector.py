@@ -9,10 +9,14 @@ What a sync needs from GitHub, each call retried and counted in one place:
   when the reset is near, and otherwise raise :class:`RateLimitedError` so the job is
   rescheduled; a sync never fails because of a rate limit;
 - every HTTP request (retries and redirects included) is counted with its bytes in
-  :attr:`GitHubConnector.stats`, which the pipeline stores on the ProjectSync row.
+  :attr:`GitHubConnector.stats`, which the pipeline stores on the ProjectSync row, and
+  reported to :mod:`sync_jobs.metrics` with the ``X-RateLimit-*`` headers it carried.
 
-Git objects never change, so they are cached by SHA in the database (GitTree, Blob);
-ETags would not help, as they do not survive token rotation.
+Git objects never change, so they are cached by SHA in the database (GitTree, Blob)
+rather than by ETag. The one read that does use an ETag is the drift reconciler's
+branch poll (:meth:`GitHubConnector.branch_head_if_changed`): a ``304`` costs no rate
+limit. GitHub's ETags are specific to the token, so after each installation-token
+renewal (hourly) the first poll of a branch is a full, counted answer again.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from githubkit.auth.base import BaseAuthStrategy
 from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
 from redis import Redis
 
-from sync_jobs import defaults
+from sync_jobs import defaults, metrics
 from sync_jobs.core.tree import TreeItem, git_type, normal_mode
 from sync_jobs.errors import (
     BranchNotFoundError,
@@ -43,7 +47,7 @@ from sync_jobs.errors import (
     RepositoryNotFoundError,
     SyncDataError,
 )
-from sync_jobs.github_auth import InstallationTokens, app_client
+from sync_jobs.github_auth import InstallationTokens, RateLimit, app_client, rate_limit_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,6 +78,11 @@ class BranchHead:
     tree_sha: str
 
 
+def _split(full_name: str) -> tuple[str, str]:
+    owner, _, repo = full_name.partition("/")
+    return owner, repo
+
+
 class _TokenAuth(httpx.Auth):
     def __init__(self, holder: _InstallationAuth) -> None:
         self._holder = holder
@@ -97,7 +106,11 @@ class GitHubConnector:
     """Repository reads for one sync, authenticated as one installation.
 
     Use as a context manager: it holds one HTTP connection pool for all calls,
-    including those made from its worker threads.
+    including those made from its worker threads. ``full_name`` is the repository the
+    sync reads; a connector shared by several repositories of the installation (the
+    drift reconciler) leaves it empty and names the repository per call.
+    ``rate_limit_max_wait`` is how long a call may sleep through a rate limit before
+    raising :class:`RateLimitedError`; a maintenance pass passes 0 (it never waits).
     """
 
     def __init__(
@@ -108,12 +121,21 @@ class GitHubConnector:
         private_key: str | None,
         redis: Redis,
         installation_id: int,
-        full_name: str,
+        full_name: str = "",
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = defaults.HTTP_TIMEOUT_SECONDS,
+        rate_limit_max_wait: float = defaults.RATE_LIMIT_MAX_WAIT_SECONDS,
     ) -> None:
         self.stats = CallStats()
+        # Calls made by this connector, whatever ``stats`` is replaced with (the
+        # pipeline shares one CallStats across attempts); reported when it closes.
+        self._made = CallStats()
+        self.rate_limit: RateLimit | None = None
+        """The installation's budget as the last answer's ``X-RateLimit-*`` headers said."""
+        self._reported: RateLimit | None = None
+        self._reported_at = float("-inf")
         self.full_name = full_name
+        self._rate_limit_max_wait = rate_limit_max_wait
         self._base_url = base_url
         self._installation_id = installation_id
         self._sleep = sleep
@@ -139,6 +161,10 @@ class GitHubConnector:
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._gh.__exit__()
+        if self._made.calls:
+            metrics.record_api_calls(installation_id=self._installation_id, calls=self._made.calls)
+        if self.rate_limit is not None and self.rate_limit is not self._reported:
+            self._report_rate_limit(self.rate_limit)
 
     # --- retries, rate limits, counting ------------------------------------------------
 
@@ -152,14 +178,14 @@ class GitHubConnector:
             try:
                 before = self._tokens.minted
                 result = request()
-                self.stats.add(self._tokens.minted - before, 0)
+                self._add(self._tokens.minted - before, 0)
                 if counted:
                     self._count(result)
                 return result
             except RateLimitExceeded as exc:
                 self._count(exc.response)
                 wait = max(exc.retry_after.total_seconds(), 1.0)
-                if wait > defaults.RATE_LIMIT_MAX_WAIT_SECONDS:
+                if wait > self._rate_limit_max_wait:
                     raise RateLimitedError(
                         f"GitHub's rate limit is exhausted for {wait:.0f} s; "
                         "the sync will run again after the reset.",
@@ -174,7 +200,7 @@ class GitHubConnector:
                     renewed = True
                     self._tokens.forget(installation_id=self._installation_id)
                     self._auth.token = self._tokens.mint(installation_id=self._installation_id)
-                    self.stats.add(1, 0)
+                    self._add(1, 0)
                     continue
                 if status < 500 or attempt >= defaults.TRANSIENT_RETRIES:
                     if status >= 500:
@@ -186,7 +212,7 @@ class GitHubConnector:
                     raise
                 self._backoff(attempt, f"{status} on {exc.request.url.path}")
             except RequestError as exc:
-                self.stats.add(1, 0)
+                self._add(1, 0)
                 if attempt >= defaults.TRANSIENT_RETRIES:
                     raise GitHubUnavailableError(
                         f"GitHub could not be reached ({exc.exc!r}) after {attempt} attempts; "
@@ -199,7 +225,37 @@ class GitHubConnector:
         if raw is None:
             return
         size = len(raw.content) if not raw.is_stream_consumed and raw.is_closed else 0
-        self.stats.add(1 + len(raw.history), size)
+        self._add(1 + len(raw.history), size)
+        self._observe_rate_limit(raw)
+
+    def _add(self, calls: int, size: int) -> None:
+        self.stats.add(calls, size)
+        self._made.add(calls, 0)
+
+    def _observe_rate_limit(self, raw: httpx.Response) -> None:
+        """Report the installation's budget; answers to App (JWT) requests, such as a
+        refused token mint, carry the App's own budget and are left out."""
+        if not raw.request.headers.get("Authorization", "").startswith("token "):
+            return
+        seen = rate_limit_of(raw.headers)
+        if seen is None:
+            return
+        self.rate_limit = seen
+        # Throttled: a sync's blob calls come by the hundred, and each report is a Redis
+        # round trip; the last reading is reported when the connector closes.
+        if seen.remaining == 0 or (
+            time.monotonic() - self._reported_at >= defaults.RATE_LIMIT_REPORT_SECONDS
+        ):
+            self._report_rate_limit(seen)
+
+    def _report_rate_limit(self, seen: RateLimit) -> None:
+        self._reported, self._reported_at = seen, time.monotonic()
+        metrics.record_rate_limit(
+            installation_id=self._installation_id,
+            remaining=seen.remaining,
+            limit=seen.limit,
+            reset_epoch=seen.reset_epoch,
+        )
 
     def _backoff(self, attempt: int, what: str) -> None:
         delay = defaults.RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
@@ -221,8 +277,7 @@ class GitHubConnector:
 
     @property
     def _owner_repo(self) -> tuple[str, str]:
-        owner, _, repo = self.full_name.partition("/")
-        return owner, repo
+        return _split(self.full_name)
 
     def default_branch(self) -> str:
         """The repository's default branch; installation events list repositories
@@ -241,6 +296,40 @@ class GitHubConnector:
                 raise
             raise self._explain_missing_branch(branch) from exc
         return BranchHead(body["commit"]["sha"], body["commit"]["commit"]["tree"]["sha"])
+
+    def branch_head_if_changed(
+        self, branch: str, etag: str | None, *, full_name: str | None = None
+    ) -> tuple[BranchHead | None, str | None]:
+        """The branch head, unless it still matches ``etag``; and the answer's ETag.
+
+        One conditional request (``If-None-Match``): ``(None, etag)`` on ``304 Not
+        Modified``, which GitHub does not count against the rate limit. Unlike
+        :meth:`branch_head` a missing branch is not explained with further calls (a
+        sync does that): 404 raises :class:`BranchNotFoundError` and 409 (no commits)
+        :class:`EmptyRepositoryError`.
+        """
+        name = full_name or self.full_name
+        owner, repo = _split(name)
+        headers = {"If-None-Match": etag} if etag else None
+        try:
+            response = self._call(
+                lambda: self._gh.rest.repos.get_branch(owner, repo, branch, headers=headers)
+            )
+        except RequestFailed as exc:
+            status = exc.response.status_code
+            if status == 409:
+                raise EmptyRepositoryError(f"Repository {name} is empty (no commits yet).") from exc
+            if status == 404:
+                raise BranchNotFoundError(
+                    f"GitHub answered 404 for branch {branch!r} of {name}: the branch was "
+                    "deleted, or the repository is gone or no longer shared with the App."
+                ) from exc
+            raise
+        answered = response.headers.get("ETag")
+        if response.status_code == 304:
+            return None, answered or etag
+        body = response.json()
+        return BranchHead(body["commit"]["sha"], body["commit"]["commit"]["tree"]["sha"]), answered
 
     def _explain_missing_branch(self, branch: str) -> Exception:
         owner, repo = self._owner_repo
@@ -342,7 +431,8 @@ class GitHubConnector:
         path = f"/repos/{owner}/{repo}/tarball/{commit_sha}"
         response = self._call(lambda: self._gh.request("GET", path, stream=True), counted=False)
         raw = response.raw_response
-        self.stats.add(1 + len(raw.history), 0)
+        self._add(1 + len(raw.history), 0)
+        self._observe_rate_limit(raw)
         try:
             yield self._counted(raw.iter_bytes(1 << 16))
         finally:
@@ -350,5 +440,5 @@ class GitHubConnector:
 
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
-            self.stats.add(0, len(chunk))
+            self._add(0, len(chunk))
             yield chunk

@@ -219,9 +219,8 @@ VISIBLE_INSTALLATIONS_TTL_SECONDS = 5 * 60
 # --- Reconcilers (sync_jobs/reconcile.py) ------------------------------------------------
 
 RECONCILE_INTERVAL_SECONDS = 10 * 60
-"""Default of the setting: how often the drift reconciler polls every tracked branch.
-A pass skips projects polled less than half of it ago, so a pass that runs twice (a
-restarted or second maintenance process) does not poll twice."""
+"""Default of the setting: how often the maintenance process runs the drift reconciler,
+which polls every tracked branch (a lost push waits at most this long)."""
 
 RATE_LIMIT_REPORT_SECONDS = 1.0
 """A connector reports the ``X-RateLimit-*`` headers it sees to the metrics at most this

@@ -1,4 +1,5 @@
-"""App and installation authentication, with installation tokens shared through Redis.
+"""Calls made as the App itself (a JWT): installation tokens, shared through Redis, and
+the App webhook's delivery log.
 
 An installation token lives an hour on GitHub. Every worker would otherwise mint its own
 for every job (one extra API call per sync); caching it in Redis until shortly before
@@ -8,17 +9,49 @@ module talk to GitHub.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from githubkit import AppAuthStrategy, GitHub
+from githubkit import AppAuthStrategy, GitHub, Response
+from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
 from redis import Redis
 
 from sync_jobs import defaults, keys
-from sync_jobs.errors import AppNotConfiguredError
+from sync_jobs.errors import AppNotConfiguredError, GitHubUnavailableError, RateLimitedError
 
 
-def app_client(*, base_url: str, app_id: int | None, private_key: str | None) -> GitHub[Any]:
+@dataclass(frozen=True)
+class RateLimit:
+    """A budget as one answer's ``X-RateLimit-*`` headers describe it."""
+
+    limit: int
+    remaining: int
+    reset_epoch: int
+
+
+def rate_limit_of(headers: Mapping[str, str]) -> RateLimit | None:
+    """The ``X-RateLimit-*`` headers of an answer, or None when it carries none."""
+    try:
+        return RateLimit(
+            int(headers["x-ratelimit-limit"]),
+            int(headers["x-ratelimit-remaining"]),
+            int(headers["x-ratelimit-reset"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def app_client(
+    *,
+    base_url: str,
+    app_id: int | None,
+    private_key: str | None,
+    timeout: float = defaults.HTTP_TIMEOUT_SECONDS,
+) -> GitHub[Any]:
     """A githubkit client authenticated as the App itself (a JWT signed by its key)."""
     if not app_id or not private_key:
         raise AppNotConfiguredError(
@@ -29,7 +62,7 @@ def app_client(*, base_url: str, app_id: int | None, private_key: str | None) ->
         base_url=base_url,
         http_cache=False,
         auto_retry=False,
-        timeout=defaults.HTTP_TIMEOUT_SECONDS,
+        timeout=timeout,
     )
 
 
@@ -88,3 +121,82 @@ def discover_repository(app: GitHub[Any], full_name: str) -> dict[str, Any]:
         "default_branch": repository.get("default_branch") or "main",
         "private": bool(repository.get("private")),
     }
+
+
+class AppDeliveries:
+    """The App webhook's delivery log, read and redelivered as the App (JWT).
+
+    Use as a context manager (one connection pool per pass). Each call is made once:
+    a maintenance pass that meets a failure simply runs again next round, so nothing
+    here sleeps or retries. Raises :class:`RateLimitedError` when GitHub refuses for a
+    rate limit, :class:`GitHubUnavailableError` on 5xx or no answer, and githubkit's
+    ``RequestFailed`` for any other refusal. :attr:`rate_limit` is the App's budget
+    as last seen; it is also what mints installation tokens, so callers keep a reserve.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        app_id: int | None,
+        private_key: str | None,
+        timeout: float = defaults.HTTP_TIMEOUT_SECONDS,
+    ) -> None:
+        self._gh = app_client(
+            base_url=base_url, app_id=app_id, private_key=private_key, timeout=timeout
+        )
+        self.calls = 0
+        self.rate_limit: RateLimit | None = None
+
+    def __enter__(self) -> AppDeliveries:
+        self._gh.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._gh.__exit__()
+
+    def pages(self, *, per_page: int) -> Iterator[list[dict[str, Any]]]:
+        """``GET /app/hook/deliveries``, newest first, one list per page, following the
+        ``Link: rel="next"`` cursor; the caller stops iterating when it has seen enough."""
+        options: dict[str, Any] = {"per_page": per_page}
+        while True:
+            response = self._call(partial(self._gh.rest.apps.list_webhook_deliveries, **options))
+            yield list(response.json())
+            following = response.raw_response.links.get("next", {}).get("url")
+            cursor = parse_qs(urlsplit(following).query).get("cursor") if following else None
+            if not cursor:
+                return
+            options = {"per_page": per_page, "cursor": cursor[0]}
+
+    def redeliver(self, delivery_id: int) -> None:
+        """``POST /app/hook/deliveries/{id}/attempts``: GitHub accepts (202) and sends
+        the delivery again, same GUID, to the App's current webhook URL."""
+        self._call(lambda: self._gh.rest.apps.redeliver_webhook_delivery(delivery_id))
+
+    def _call(self, request: Callable[[], Response[Any, Any]]) -> Response[Any, Any]:
+        try:
+            response = request()
+        except RateLimitExceeded as exc:
+            self._observe(exc.response)
+            raise RateLimitedError(
+                f"GitHub's rate limit for the App is exhausted ({exc.response.status_code} "
+                f"on {exc.request.url.path}).",
+                retry_after_seconds=exc.retry_after.total_seconds(),
+            ) from exc
+        except RequestFailed as exc:
+            self._observe(exc.response)
+            if exc.response.status_code >= 500:
+                raise GitHubUnavailableError(
+                    f"GitHub answered {exc.response.status_code} to {exc.request.method} "
+                    f"{exc.request.url.path}."
+                ) from exc
+            raise
+        except RequestError as exc:
+            self.calls += 1
+            raise GitHubUnavailableError(f"GitHub could not be reached ({exc.exc!r}).") from exc
+        self._observe(response)
+        return response
+
+    def _observe(self, response: Response[Any, Any]) -> None:
+        self.calls += 1
+        self.rate_limit = rate_limit_of(response.headers) or self.rate_limit
