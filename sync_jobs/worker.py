@@ -21,6 +21,7 @@ import signal
 import time
 from contextlib import suppress
 from types import FrameType
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -35,12 +36,26 @@ log = logging.getLogger(__name__)
 
 
 class SyncWorker(Worker):
-    """RQ's worker with maintenance (scheduler restart, registry clean-up) every
-    ``WORKER_MAINTENANCE_SECONDS`` instead of RQ's 10 minutes."""
+    """RQ's worker, quicker to notice what an outage broke.
+
+    RQ runs its maintenance (restarting a scheduler that died, cleaning registries)
+    only between two waits for a job, every 10 minutes, and an idle worker waits up to
+    ``worker_ttl - 15`` seconds (405 by default). Both are shortened so a scheduler
+    killed by a Redis outage is back within ``WORKER_MAINTENANCE_SECONDS``. A
+    registration lost with a Redis restart is written again at the next heartbeat,
+    so the worker shows in RQ's worker list (and dashboards) again.
+    """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("maintenance_interval", defaults.WORKER_MAINTENANCE_SECONDS)
+        kwargs.setdefault("worker_ttl", defaults.WORKER_MAINTENANCE_SECONDS + 15)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is None and not self.is_horse and not self.connection.exists(self.key):
+            log.warning("worker registration vanished (Redis restarted empty?); registering again")
+            self.register_birth()
+        super().heartbeat(timeout, pipeline)
 
 
 def wait_for_redis(connection: Redis, stopping: list[bool]) -> bool:
@@ -89,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             worker.work(with_scheduler=True, burst=options.burst)
         except RedisError as exc:
             log.warning("worker lost Redis: %s", exc)
-        if options.burst or worker._stop_requested:
+        if options.burst or worker._stop_requested or worker._shutdown_requested_date:
             return
         # RQ's signal handlers belong to the worker that ended; a stop now ends the wait.
         signal.signal(signal.SIGTERM, stop_waiting)
