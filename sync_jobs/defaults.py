@@ -45,6 +45,10 @@ lock heartbeat and a second): a running job whose lock vanished with a Redis res
 re-takes it within one heartbeat, and a job being rescheduled exists again within
 milliseconds."""
 
+REPAIR_INTERVAL_SECONDS = 30
+"""Default of the setting: how often the maintenance process checks that every
+unfinished sync has a live job and every tracked project has had a sync."""
+
 REDELIVER_INTERVAL_SECONDS = 2 * 60
 """Default of the setting: how often the maintenance process asks GitHub for deliveries
 that failed (the app was down or answered 5xx). GitHub never retries them itself; one

@@ -23,10 +23,11 @@ from sqlalchemy import select
 
 from models import DeliveryStatus, WebhookDelivery, db
 from models.base import discard_session
-from sync_jobs import defaults
+from sync_jobs import defaults, metrics
 from sync_jobs.app_context import in_app_context
 from sync_jobs.errors import DeliveryNotFoundError
 from sync_jobs.keys import DELIVERIES_QUEUE, delivery_job_id
+from sync_jobs.logs import log_context
 
 PROCESS_DELIVERY = "sync_jobs.deliveries.process_delivery"
 """The job function by name: the web process enqueues it without importing handlers."""
@@ -99,6 +100,8 @@ def _record_failure(delivery_id: str, exc: BaseException) -> None:
         row.status = DeliveryStatus.FAILED
         row.processed_at = datetime.now(UTC)
     db.session.commit()
+    if row.status is DeliveryStatus.FAILED:
+        metrics.record_delivery_processed(row.event, str(row.status))
 
 
 @in_app_context
@@ -108,6 +111,11 @@ def process_delivery(delivery_id: str) -> str:
     A failure is recorded on the row and re-raised so RQ retries the job; after
     ``DELIVERY_MAX_ATTEMPTS`` the delivery is marked failed with the error in words.
     """
+    with log_context(delivery_id=delivery_id):
+        return _process(delivery_id)
+
+
+def _process(delivery_id: str) -> str:
     from webhook_app import routing
 
     row = db.session.scalar(select(WebhookDelivery).filter_by(delivery_id=delivery_id))
@@ -134,4 +142,5 @@ def process_delivery(delivery_id: str) -> str:
     except Exception as exc:
         _record_failure(delivery_id, exc)
         raise
+    metrics.record_delivery_processed(row.event, str(row.status))
     return f"delivery {delivery_id}: {row.status} ({row.status_reason})"

@@ -120,11 +120,15 @@ def run_pass(redis: Redis, maintenance_pass: MaintenancePass) -> int | None:
 
 def _run_due(app: Flask, redis: Redis, maintenance_pass: MaintenancePass) -> bool:
     """Run a due pass and schedule its next run; True if the database just came back."""
+    with app.app_context():
+        return _run_and_schedule(redis, maintenance_pass)
+
+
+def _run_and_schedule(redis: Redis, maintenance_pass: MaintenancePass) -> bool:
     now = time.monotonic()
     recovered_database = False
     try:
-        with app.app_context():
-            repairs = run_pass(redis, maintenance_pass)
+        repairs = run_pass(redis, maintenance_pass)
     except (RedisError, SQLAlchemyError) as exc:
         if not maintenance_pass.failing:
             log.warning(

@@ -51,7 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.cli.add_command(cli.sync_command)
 
-    from sync_jobs import sweeper
+    from sync_jobs import maintenance, sweeper
     from webhook_app import webhooks
 
     app.register_blueprint(webhooks.bp)
@@ -68,4 +68,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(sse.bp)
     app.register_blueprint(pages.bp)
     app.cli.add_command(sweeper.cli)
+    app.cli.add_command(maintenance.cli)
     return app

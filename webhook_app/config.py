@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sync_jobs import defaults
 from sync_jobs.errors import ConfigError
 from sync_jobs.logs import LOG_FORMATS, LOG_LEVELS
 
@@ -49,6 +50,15 @@ class DefaultConfig:
     # On uninstall or repository removal: delete the stored data (True) or keep it
     # readable but stop syncing (False).
     PURGE_ON_UNINSTALL = False
+    # The maintenance process: how often the repair pass checks that every unfinished
+    # sync has a live job, and how often the reconcilers compare branch heads and look
+    # for deliveries GitHub could not deliver.
+    REPAIR_INTERVAL_SECONDS = defaults.REPAIR_INTERVAL_SECONDS
+    RECONCILE_INTERVAL_SECONDS = defaults.RECONCILE_INTERVAL_SECONDS
+    REDELIVER_INTERVAL_SECONDS = defaults.REDELIVER_INTERVAL_SECONDS
+    # A sync that keeps meeting GitHub outages is retried with backoff this long after it
+    # was requested before it is marked failed (rate limits never count against it).
+    SYNC_RETRY_DEADLINE_SECONDS = defaults.SYNC_RETRY_DEADLINE_SECONDS
     # Logs: the lowest level written, and json (one object a line, for log pipelines)
     # or text (for people reading a terminal).
     LOG_LEVEL = "INFO"
@@ -179,6 +189,14 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["MAX_WEBHOOK_BYTES"] = _positive_int("MAX_WEBHOOK_BYTES", value)
     if value := environ.get("SYNC_MAX_BLOB_BYTES"):
         settings["SYNC_MAX_BLOB_BYTES"] = _positive_int("SYNC_MAX_BLOB_BYTES", value)
+    for name in (
+        "REPAIR_INTERVAL_SECONDS",
+        "RECONCILE_INTERVAL_SECONDS",
+        "REDELIVER_INTERVAL_SECONDS",
+        "SYNC_RETRY_DEADLINE_SECONDS",
+    ):
+        if value := environ.get(name):
+            settings[name] = _positive_int(name, value)
     if value := environ.get("LOG_LEVEL"):
         settings["LOG_LEVEL"] = _choice("LOG_LEVEL", value, LOG_LEVELS, upper=True)
     if value := environ.get("LOG_FORMAT"):

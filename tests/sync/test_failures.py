@@ -160,15 +160,20 @@ def test_5xx_bursts_and_resets_are_retried(
     assert_matches_git(tracked, head)
 
 
-def test_github_down_for_good_requeues_with_a_reason_then_the_retry_succeeds(
+def test_github_down_for_good_is_raised_for_the_job_layer_then_a_rerun_succeeds(
     tracked: Tracked, github_emulator: EmulatorServer
 ) -> None:
+    """The engine says why it stopped (a retry event) and leaves the decision of when to
+    run again to the job layer (tests/sync/test_job_retries.py)."""
     github_emulator.knobs.add_fault(r"/branches/", "500", count=50)
     sync_id = tracked.new_sync()
     with pytest.raises(GitHubUnavailableError):
         execute_sync(sync_id)
     sync = db.session.get_one(ProjectSync, sync_id)
-    assert sync.status is SyncStatus.QUEUED and "500" in (sync.error or "")
+    assert not sync.status.is_final
+    assert db.session.get_one(Project, tracked.project_id).current_sync_id is None
+    events = read_events(redis_connection(), sync_id=sync_id)
+    assert events[-1][1].phase == "retry" and "500" in events[-1][1].message
     github_emulator.knobs.clear_faults()
     execute_sync(sync_id)
     db.session.refresh(sync)
