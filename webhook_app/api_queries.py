@@ -195,6 +195,9 @@ def sync_summary(sync: ProjectSync | None) -> dict[str, Any] | None:
         "finished_at": _time(sync.finished_at),
         "duration_seconds": sync.duration_seconds,
         "error": sync.error,
+        "attempts": sync.attempts,
+        "waiting_reason": sync.waiting_reason,
+        "retry_at": _time(sync.retry_at),
         "delivery_id": sync.delivery_id,
     }
 

@@ -303,6 +303,17 @@ SCHEMAS: dict[str, Any] = {
             "finished_at": {"type": ["string", "null"], "format": "date-time"},
             "duration_seconds": {"type": ["number", "null"]},
             "error": _NULLABLE_STR,
+            "attempts": {"type": "integer", "description": "Runs started so far."},
+            "waiting_reason": {
+                **_NULLABLE_STR,
+                "description": "Why an unfinished sync waits (rate limit, GitHub outage, "
+                "a lost worker), in words.",
+            },
+            "retry_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When a waiting sync runs next.",
+            },
             "delivery_id": _NULLABLE_STR,
         },
     },
