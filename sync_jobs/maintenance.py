@@ -72,7 +72,7 @@ def _reconcile(redis: Redis) -> int:
 
 
 def _redeliver(redis: Redis) -> int:
-    from sync_jobs.reconcile import redeliver_failed_deliveries
+    from sync_jobs.redelivery import redeliver_failed_deliveries
 
     return redeliver_failed_deliveries()
 

@@ -36,7 +36,8 @@ from models import (
 )
 from sync_jobs import defaults, metrics
 from sync_jobs.pipeline import execute_sync
-from sync_jobs.reconcile import CHECKPOINT, reconcile_branches, redeliver_failed_deliveries
+from sync_jobs.reconcile import reconcile_branches
+from sync_jobs.redelivery import CHECKPOINT, redeliver_failed_deliveries
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.sync.conftest import Tracked, track
 
