@@ -79,8 +79,10 @@ SYNC_STARTED_GRACE_SECONDS = 10
 """A sync job seen as started this long without holding its project's running lock has
 lost its worker: a live job claims the lock (or postpones) within milliseconds."""
 
-SYNC_LOCK_TTL_SECONDS = 30
-"""Life of the running lock; a heartbeat renews it, so a dead worker frees it this fast."""
+SYNC_LOCK_TTL_SECONDS = 15
+"""Life of the running lock; a heartbeat renews it, so a dead worker frees it this fast
+(and the repair pass can tell its sync is dead). Three heartbeats fit in it, so a
+worker starved of CPU for a few seconds keeps its lock."""
 
 SYNC_LOCK_RENEW_SECONDS = 5
 """Heartbeat interval renewing the running lock while a sync runs; it also re-takes a
