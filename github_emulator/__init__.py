@@ -22,7 +22,9 @@ Python API (see each docstring for the why):
   ``create_repository``, ``install``, ``add_repositories``, ``remove_repositories``,
   ``suspend``, ``unsuspend``, ``accept_new_permissions``, ``uninstall``,
   ``rename_repository``, ``transfer_repository``, ``delete_repository``,
-  ``send_webhook``, ``ping``, ``redeliver``, ``age_delivery``, ``deliveries``, ``knobs``,
+  ``grant`` (a person's role on a repository), ``set_base_permission`` (an
+  organisation members' default), ``send_webhook``, ``ping``, ``redeliver``,
+  ``age_delivery``, ``deliveries``, ``knobs``,
   ``rate_limiter``, ``request_counts()``, ``reset_counts()``, ``reset_knobs()``.
 - ``server.knobs``: ``latency``, ``tree_max_entries``, ``tree_max_bytes``,
   ``webhook_content_type``, ``token_ttl``, ``fault_hang_seconds``, ``webhook_timeout``,

@@ -29,6 +29,15 @@ def require_installation(ctx: Context) -> Installation:
     raise ForbiddenError("This endpoint requires an installation access token.")
 
 
+def require_oauth_client(ctx: Context) -> GitHubApp:
+    """The App whose client id and secret came as Basic authentication."""
+    if ctx.caller.kind is CallerKind.OAUTH_CLIENT and ctx.caller.app is not None:
+        return ctx.caller.app
+    if ctx.caller.kind is CallerKind.ANONYMOUS:
+        raise UnauthorizedError("Requires authentication")
+    raise NotFoundError()
+
+
 def require_user(ctx: Context) -> str:
     if ctx.caller.kind is CallerKind.USER and ctx.caller.login:
         return ctx.caller.login

@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from werkzeug.wrappers import Response
+
 from . import defaults, shapes
 from .access import (
     installation_repositories,
     require_app,
     require_installation,
+    require_oauth_client,
     require_user,
 )
 from .auth import issue_token
@@ -218,12 +221,37 @@ def list_user_installation_repositories(ctx: Context, installation_id: int) -> A
                          if i.id == installation_id), None)
     if installation is None:
         raise NotFoundError()
-    repos = state.installation_repositories(installation)
+    # Only repositories the person has access to, each with their own permissions:
+    # GitHub's answer differs per person within one installation.
+    repos = state.user_installation_repositories(login, installation)
     page, headers = ctx.paginate(repos)
     return json_response({"total_count": len(repos),
                           "repository_selection": installation.repository_selection,
-                          "repositories": [shapes.repository(ctx.base, r) for r in page]},
+                          "repositories": [shapes.repository(ctx.base, r, role=role)
+                                           for r, role in page]},
                          headers=headers)
+
+
+def delete_user_token(ctx: Context, client_id: str) -> Any:
+    """``DELETE /applications/{client_id}/token``: revoke one user token of the App.
+
+    Basic authentication with the App's client id and secret, as on GitHub; the token's
+    refresh token goes with it. 204 when revoked, 404 for a token the App never issued.
+    """
+    app = require_oauth_client(ctx)
+    if app.client_id != client_id:
+        raise NotFoundError()
+    body = ctx.request.get_json(silent=True) or {}
+    state = ctx.emulator.state
+    with state.lock:
+        token = state.tokens.get(str(body.get("access_token", "")))
+        if token is None or token.user_login is None or token.app_id != app.id:
+            raise NotFoundError()
+        del state.tokens[token.token]
+        if token.refresh_token is not None:
+            state.refresh_tokens.pop(token.refresh_token, None)
+        state.revoked_tokens.append(token.token)
+    return Response(status=204)
 
 
 ROUTES = [
@@ -242,4 +270,5 @@ ROUTES = [
     Route("GET", "/user/installations", list_user_installations),
     Route("GET", "/user/installations/<int:installation_id>/repositories",
           list_user_installation_repositories),
+    Route("DELETE", "/applications/<client_id>/token", delete_user_token),
 ]

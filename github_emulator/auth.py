@@ -7,7 +7,9 @@ ten minutes ahead; tokens expire and then answer 401 like unknown ones.
 
 from __future__ import annotations
 
+import base64
 import secrets
+import string
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ class CallerKind(StrEnum):
     APP = "app"
     INSTALLATION = "installation"
     USER = "user"
+    OAUTH_CLIENT = "oauth_client"  # Basic client_id:client_secret (/applications/...)
     ANONYMOUS = "anonymous"
 
 
@@ -84,14 +87,24 @@ def verify_app_jwt(state: EmulatorState, token: str) -> GitHubApp:
     return app
 
 
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+"""GitHub's tokens are a prefix and 36 letters or digits."""
+
+
+def token_text(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(36))
+
+
 def issue_token(state: EmulatorState, *, ttl: int, prefix: str,
                 installation_id: int | None = None, user_login: str | None = None,
-                repository_ids: set[int] | None = None) -> AccessToken:
+                repository_ids: set[int] | None = None, app_id: int | None = None,
+                refresh_token: str | None = None) -> AccessToken:
     """Mint a token (``ghs_`` installation, ``gho_`` user) valid for ``ttl`` seconds."""
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl)
-    token = AccessToken(f"{prefix}{secrets.token_urlsafe(27)[:36]}", expires,
+    token = AccessToken(token_text(prefix), expires,
                         installation_id=installation_id, user_login=user_login,
-                        repository_ids=repository_ids)
+                        repository_ids=repository_ids, app_id=app_id,
+                        refresh_token=refresh_token)
     with state.lock:
         state.tokens[token.token] = token
     return token
@@ -104,6 +117,8 @@ def identify(state: EmulatorState, authorization: str | None, address: str) -> C
         return Caller(CallerKind.ANONYMOUS, address=address)
     scheme, _, credential = authorization.partition(" ")
     credential = credential.strip()
+    if scheme.lower() == "basic":
+        return _oauth_client(state, credential, address)
     if scheme.lower() not in ("bearer", "token") or not credential:
         raise UnauthorizedError("Bad credentials")
     if credential.count(".") == 2:
@@ -120,3 +135,16 @@ def identify(state: EmulatorState, authorization: str | None, address: str) -> C
         return Caller(CallerKind.INSTALLATION, installation=installation, token=token,
                       app=state.apps.get(installation.app_id), address=address)
     return Caller(CallerKind.USER, token=token, login=token.user_login, address=address)
+
+
+def _oauth_client(state: EmulatorState, credential: str, address: str) -> Caller:
+    """Basic ``client_id:client_secret``: the App as an OAuth client."""
+    try:
+        client_id, _, client_secret = base64.b64decode(credential).decode().partition(":")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UnauthorizedError("Bad credentials") from error
+    with state.lock:
+        app = next((a for a in state.apps.values() if a.client_id == client_id), None)
+    if app is None or not secrets.compare_digest(app.client_secret, client_secret):
+        raise UnauthorizedError("Bad credentials")
+    return Caller(CallerKind.OAUTH_CLIENT, app=app, address=address)

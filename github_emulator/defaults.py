@@ -22,6 +22,9 @@ TREE_MAX_BYTES = 7_000_000
 TOKEN_TTL_SECONDS = 3600
 """Installation and user tokens live one hour, as on GitHub."""
 
+REFRESH_TOKEN_TTL_SECONDS = 15_897_600
+"""GitHub's refresh tokens (``ghr_``) last six months; each works once."""
+
 JWT_MAX_LIFETIME_SECONDS = 600
 """GitHub refuses App JWTs whose ``exp`` lies more than ten minutes ahead."""
 

@@ -20,6 +20,8 @@ from .hooks import install_post_receive
 from .knobs import Knobs
 from .ratelimit import RateLimiter
 from .state import (
+    NO_ACCESS,
+    ROLES,
     Account,
     EmulatorState,
     GitHubApp,
@@ -151,6 +153,11 @@ class Emulator:
         with self.state.lock:
             record.owner = self.state.account(new_owner, type=owner_type)
             record.updated_at = utcnow()
+            # An installation covers its own account's repositories only: the old
+            # owner's installations lose it, selected or not.
+            for installation in self.state.installations.values():
+                if installation.account.id != record.owner.id:
+                    installation.repository_ids.discard(record.id)
         new_path = self.state.repository_path(record)
         new_path.parent.mkdir(parents=True, exist_ok=True)
         old_path.rename(new_path)
@@ -188,6 +195,25 @@ class Emulator:
             last = self.send_webhook("repository", payload,
                                      app=self.state.apps[installation.app_id])
         return last
+
+    # -- people's access ------------------------------------------------------------
+
+    def grant(self, repo: RepositoryRef, login: str, role: str) -> None:
+        """Give ``login`` a role on a repository (``read``, ``triage``, ``write``,
+        ``maintain``, ``admin``), as adding a collaborator or a team does."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        record = self.repository(repo)
+        with self.state.lock:
+            record.collaborators[login.lower()] = role
+
+    def set_base_permission(self, account: str, role: str) -> None:
+        """An organisation's base permission for its members: a role, or ``none`` so
+        members see only repositories they were granted."""
+        if role not in (*ROLES, NO_ACCESS):
+            raise ValueError(f"unknown base permission {role!r}")
+        with self.state.lock:
+            self.state.account(account).base_permission = role
 
     # -- installations --------------------------------------------------------------
 

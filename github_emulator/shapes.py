@@ -11,7 +11,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from .state import Account, GitHubApp, Installation, RepositoryRecord
+from .state import ROLE_PERMISSIONS, Account, GitHubApp, Installation, RepositoryRecord
 
 JSON = dict[str, Any]
 
@@ -84,9 +84,11 @@ _REPO_URL_SUFFIXES = {
 }
 
 
-def repository(base: str, repo: RepositoryRecord, *, webhook: bool = False) -> JSON:
+def repository(base: str, repo: RepositoryRecord, *, webhook: bool = False,
+               role: str = "read") -> JSON:
     """``full-repository``; webhooks add ``visibility`` and ``topics`` and, for push,
-    integer timestamps (see :func:`push_repository`)."""
+    integer timestamps (see :func:`push_repository`). ``permissions`` shows ``role``,
+    the caller's role on it (read unless a person's listing says otherwise)."""
     api = f"{base}/repos/{repo.full_name}"
     html = f"{base}/{repo.full_name}"
     host = base.split("://", 1)[-1]
@@ -112,8 +114,7 @@ def repository(base: str, repo: RepositoryRecord, *, webhook: bool = False) -> J
         "forks": 0, "open_issues": 0, "watchers": 0,
     }
     if not webhook:
-        body["permissions"] = {"admin": False, "maintain": False, "push": False,
-                               "triage": False, "pull": True}
+        body["permissions"] = dict(ROLE_PERMISSIONS[role])
     return body
 
 

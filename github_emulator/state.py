@@ -24,6 +24,20 @@ DEFAULT_PERMISSIONS = {"contents": "read", "metadata": "read"}
 DEFAULT_EVENTS = ["push", "repository"]
 """Events a new App subscribes to unless told otherwise."""
 
+ROLES = ("read", "triage", "write", "maintain", "admin")
+"""A person's role on a repository, weakest first (GitHub's repository roles)."""
+
+ROLE_PERMISSIONS = {
+    role: {name: ROLES.index(role) >= ROLES.index(least)
+           for name, least in (("pull", "read"), ("triage", "triage"), ("push", "write"),
+                               ("maintain", "maintain"), ("admin", "admin"))}
+    for role in ROLES
+}
+"""The ``permissions`` object GitHub shows a person for each role."""
+
+NO_ACCESS = "none"
+"""An organisation base permission that gives members no repository by default."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
@@ -36,6 +50,9 @@ class Account:
     login: str
     id: int
     type: str = "User"  # "User" or "Organization"
+    # What an organisation's members get on its repositories without an explicit grant
+    # (GitHub's "base permission"): a role, or NO_ACCESS.
+    base_permission: str = "read"
     name: str | None = None
     email: str | None = None
     created_at: datetime = field(default_factory=utcnow)
@@ -62,6 +79,9 @@ class GitHubApp:
     redirect_url: str | None = None
     setup_url: str | None = None
     callback_urls: list[str] = field(default_factory=list)
+    # GitHub's "Expire user authorization tokens": sign-in then hands out a token that
+    # expires and a refresh token (``ghr_``) that trades once for a new pair.
+    expiring_user_tokens: bool = False
     created_at: datetime = field(default_factory=utcnow)
 
     @property
@@ -84,6 +104,8 @@ class RepositoryRecord:
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     pushed_at: datetime | None = None
+    # Explicit roles by lower-case login (collaborators, teams): one of ROLES.
+    collaborators: dict[str, str] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -117,6 +139,18 @@ class AccessToken:
     installation_id: int | None = None
     user_login: str | None = None
     repository_ids: set[int] | None = None  # narrowed at creation, None = all visible
+    app_id: int | None = None  # the App a user token was issued through
+    refresh_token: str | None = None  # issued with an expiring user token
+
+
+@dataclass
+class RefreshGrant:
+    """A refresh token (``ghr_``): trades once for a new user token and refresh token."""
+
+    login: str
+    app_id: int
+    expires_at: datetime
+    access_token: str  # the user token issued with it, revoked when it is used
 
 
 _ID_LOCK = threading.Lock()
@@ -142,6 +176,8 @@ class EmulatorState:
         self.repositories: dict[int, RepositoryRecord] = {}
         self.installations: dict[int, Installation] = {}
         self.tokens: dict[str, AccessToken] = {}
+        self.refresh_tokens: dict[str, RefreshGrant] = {}
+        self.revoked_tokens: list[str] = []  # user tokens revoked through the API, in order
         self.oauth_codes: dict[str, tuple[str, int]] = {}  # code -> (login, app id)
         self.manifest_codes: dict[str, dict] = {}  # code -> manifest
         self.archive_links: dict[str, tuple[int, str, datetime]] = {}
@@ -237,9 +273,47 @@ class EmulatorState:
                     if repository in self.installation_repositories(i)]
 
     def installations_for_user(self, login: str) -> list[Installation]:
-        """Installations a signed-in person can reach: own account or membership."""
+        """Installations a signed-in person can reach: their own account's, and those
+        with a repository they have access to (as a member or a collaborator), which is
+        GitHub's "explicit permission" rule."""
         with self.lock:
             return sorted((i for i in self.installations.values()
                            if i.account.login.lower() == login.lower()
-                           or login.lower() in {m.lower() for m in i.members}),
+                           or self.user_installation_repositories(login, i)),
                           key=lambda i: i.id)
+
+    def is_member(self, login: str, account: Account) -> bool:
+        """Membership of an account, as the emulator records it: on its installations."""
+        with self.lock:
+            return any(login.lower() in {m.lower() for m in i.members}
+                       for i in self.installations.values() if i.account.id == account.id)
+
+    def repository_role(self, login: str, repository: RepositoryRecord) -> str | None:
+        """The person's role on a repository, or None when they have no access to it.
+
+        The owner is admin; an explicit grant counts; an organisation's members get its
+        base permission. Public repositories give everyone read on GitHub, but GitHub
+        lists only *explicit* access at ``/user/installations/{id}/repositories``, and
+        that listing is what this answers for.
+        """
+        with self.lock:
+            if repository.owner.login.lower() == login.lower():
+                return "admin"
+            roles = [repository.collaborators.get(login.lower())]
+            base = repository.owner.base_permission
+            if base != NO_ACCESS and self.is_member(login, repository.owner):
+                roles.append(base)
+            held = [r for r in roles if r in ROLES]
+            return max(held, key=ROLES.index) if held else None
+
+    def user_installation_repositories(self, login: str, installation: Installation
+                                       ) -> list[tuple[RepositoryRecord, str]]:
+        """(repository, role) for each of the installation's repositories the person
+        has access to, in id order."""
+        with self.lock:
+            found = []
+            for repository in self.installation_repositories(installation):
+                role = self.repository_role(login, repository)
+                if role is not None:
+                    found.append((repository, role))
+            return found

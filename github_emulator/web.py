@@ -10,19 +10,24 @@ from __future__ import annotations
 import html
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
-from .auth import issue_token
+from . import defaults
+from .auth import issue_token, token_text
 from .dispatch import Context, Route, Surface, json_response
 from .errors import ApiError, NotFoundError
+from .state import EmulatorState, GitHubApp, RefreshGrant
 
 TOKEN_PREFIX_USER = "gho_"
 """GitHub's prefix for OAuth user access tokens."""
+
+TOKEN_PREFIX_REFRESH = "ghr_"
+"""GitHub's prefix for refresh tokens."""
 
 
 def _page(title: str, body: str) -> Response:
@@ -54,27 +59,59 @@ def authorize(ctx: Context) -> Any:
     return redirect(_with_query(redirect_uri, code=code, state=args.get("state")), code=302)
 
 
+def _take_grant(state: EmulatorState, fields: dict[str, Any]) -> tuple[str, int] | None:
+    """(login, App id) of a code, or of a live refresh token; either works once."""
+    now = datetime.now(UTC)
+    with state.lock:
+        if fields.get("grant_type") == "refresh_token":
+            refresh = state.refresh_tokens.pop(str(fields.get("refresh_token", "")), None)
+            if refresh is None or refresh.expires_at <= now:
+                return None
+            # The access token issued with it dies with it, as on GitHub.
+            state.tokens.pop(refresh.access_token, None)
+            return refresh.login, refresh.app_id
+        return state.oauth_codes.pop(str(fields.get("code", "")), None)
+
+
+def _user_token_body(ctx: Context, app: GitHubApp, login: str) -> dict[str, str | int]:
+    state = ctx.emulator.state
+    ttl = ctx.emulator.knobs.token_ttl
+    refresh = token_text(TOKEN_PREFIX_REFRESH) if app.expiring_user_tokens else None
+    token = issue_token(state, ttl=ttl, prefix=TOKEN_PREFIX_USER, user_login=login,
+                        app_id=app.id, refresh_token=refresh)
+    if refresh is not None:
+        expires = datetime.now(UTC) + timedelta(seconds=defaults.REFRESH_TOKEN_TTL_SECONDS)
+        with state.lock:
+            state.refresh_tokens[refresh] = RefreshGrant(login, app.id, expires, token.token)
+    body: dict[str, str | int] = {"access_token": token.token, "token_type": "bearer",
+                                  "scope": "", "expires_in": ttl}
+    if refresh is not None:
+        body.update(refresh_token=refresh,
+                    refresh_token_expires_in=defaults.REFRESH_TOKEN_TTL_SECONDS)
+    return body
+
+
 def access_token(ctx: Context) -> Any:
-    """Exchange a code; JSON when asked by ``Accept``, form-encoded otherwise."""
+    """Exchange a code (or a refresh token); JSON when asked by ``Accept``, form-encoded
+    otherwise."""
     request = ctx.request
     fields = request.get_json(silent=True) or request.values.to_dict()
     state = ctx.emulator.state
-    with state.lock:
-        grant = state.oauth_codes.pop(str(fields.get("code", "")), None)
+    grant = _take_grant(state, fields)
     app = state.apps.get(grant[1]) if grant else None
     if grant is None or app is None:
         body: dict[str, str | int] = {"error": "bad_verification_code",
                 "error_description": "The code passed is incorrect or expired."}
+        if fields.get("grant_type") == "refresh_token":
+            body = {"error": "bad_refresh_token",
+                    "error_description": "The refresh token passed is incorrect or expired."}
     elif (fields.get("client_id") != app.client_id
           or fields.get("client_secret") != app.client_secret):
         body = {"error": "incorrect_client_credentials",
                 "error_description": "The client_id and/or client_secret passed are "
                                      "incorrect."}
     else:
-        token = issue_token(state, ttl=ctx.emulator.knobs.token_ttl, prefix=TOKEN_PREFIX_USER,
-                            user_login=grant[0])
-        body = {"access_token": token.token, "token_type": "bearer", "scope": "",
-                "expires_in": ctx.emulator.knobs.token_ttl}
+        body = _user_token_body(ctx, app, grant[0])
     if "json" in request.headers.get("Accept", ""):
         return json_response(body)
     return Response(urlencode(body), content_type="application/x-www-form-urlencoded")

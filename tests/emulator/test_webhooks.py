@@ -94,8 +94,9 @@ def test_every_event_and_action_parses(github_emulator: EmulatorServer,
     github_emulator.unsuspend(installation_id)
     github_emulator.accept_new_permissions(installation_id, {"contents": "write"})
     github_emulator.rename_repository(extra, "renamed")
-    github_emulator.transfer_repository(extra, "octo-org", owner_type="Organization")
-    github_emulator.install("octo-org", None)
+    # GitHub sends "transferred" only to the new owner's installation.
+    github_emulator.install("octo-org", None, account_type="Organization")
+    github_emulator.transfer_repository(extra, "octo-org")
     github_emulator.delete_repository(extra)
     github_emulator.uninstall(installation_id)
     seen = set()
