@@ -205,6 +205,8 @@ def install_demo(emulator_url: str) -> None:
 def main() -> int:
     dotenv = {k: v for k, v in dotenv_values(find_dotenv(usecwd=True)).items() if v is not None}
     env = {**dotenv, **os.environ, "PYTHONUNBUFFERED": "1", "PORT": str(WEB_PORT)}
+    # A terminal is read by a person: plain lines unless LOG_FORMAT says otherwise.
+    env.setdefault("LOG_FORMAT", "text")
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     supervisor = Supervisor()
