@@ -9,8 +9,17 @@ import os
 from gunicorn.glogging import Logger
 
 from sync_jobs.logs import LOG_FORMATS, prepare_handler
+from webhook_app import environment
+from webhook_app.config import listen_host
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# 127.0.0.1 unless PUBLIC_URL names another host (then 0.0.0.0) or WEB_HOST says where:
+# the app refuses to start listening beyond this machine without PUBLIC_URL, and
+# without sign-in unless PUBLIC_DASHBOARD=read (webhook_app/config.py).
+_settings = environment()
+bind = (
+    f"{listen_host(web_host=_settings.get('WEB_HOST'), public_url=_settings.get('PUBLIC_URL'))}"
+    f":{os.environ.get('PORT', '5000')}"
+)
 worker_class = "gthread"
 # One process per core with four threads each measured best for webhook throughput
 # on two cores (bench/webhooks.py: 2x4 beat 2x8, 4x4, 2x2 and 3 or 4 sync
@@ -45,3 +54,11 @@ class JsonLogger(Logger):
 
 
 logger_class = JsonLogger
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """In setup mode, print the one-time setup code /setup asks for (every worker prints
+    the same code; it lives in Redis)."""
+    from webhook_app.setup import announce_setup_code
+
+    announce_setup_code(worker.wsgi)

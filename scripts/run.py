@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import redis
-from dotenv import dotenv_values, find_dotenv
+from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
@@ -160,7 +160,8 @@ def start_emulator(env: dict[str, str], supervisor: Supervisor) -> str:
         WEBHOOK_SECRET=app["webhook_secret"],
         GITHUB_API_URL=emulator_url,
     )
-    # Sign-in stays off in the demo (no GITHUB_CLIENT_ID): one person, nothing to hide.
+    # Sign-in stays off in the demo (no GITHUB_CLIENT_ID): one person on one machine. The
+    # web process then listens on 127.0.0.1 only (see announce_access).
     print(f"No APP_ID configured: using the GitHub emulator at {emulator_url}")
     return emulator_url
 
@@ -202,9 +203,32 @@ def install_demo(emulator_url: str) -> None:
     print(f"Demo: installed the App on {DEMO_OWNER}/{DEMO_NAME}; its first sync is queued")
 
 
+def announce_access(env: dict[str, str]) -> None:
+    """Say where the web process listens and who may use it, before it starts."""
+    from webhook_app.config import is_loopback, listen_host
+
+    host = listen_host(web_host=env.get("WEB_HOST"), public_url=env.get("PUBLIC_URL"))
+    signing_in = bool(env.get("GITHUB_CLIENT_ID") and env.get("GITHUB_CLIENT_SECRET"))
+    if is_loopback(host) and not signing_in:
+        print(
+            f"Sign-in is off: the web process listens on {host} only, so only this machine "
+            "reaches it, and everyone here may read and act on every project. Set "
+            "GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET (and PUBLIC_URL to serve others)."
+        )
+    else:
+        print(f"The web process listens on {host}; pages and the API need sign-in with GitHub.")
+
+
 def main() -> int:
-    dotenv = {k: v for k, v in dotenv_values(find_dotenv(usecwd=True)).items() if v is not None}
-    env = {**dotenv, **os.environ, "PYTHONUNBUFFERED": "1", "PORT": str(WEB_PORT)}
+    # Only the working directory's .env, as the app itself reads it.
+    dotenv_file = Path.cwd() / ".env"
+    dotenv = dotenv_values(dotenv_file) if dotenv_file.is_file() else {}
+    env = {
+        **{k: v for k, v in dotenv.items() if v is not None},
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PORT": str(WEB_PORT),
+    }
     # A terminal is read by a person: plain lines unless LOG_FORMAT says otherwise.
     env.setdefault("LOG_FORMAT", "text")
     bin_dir = str(Path(sys.executable).parent)
@@ -217,6 +241,7 @@ def main() -> int:
     try:
         ensure_redis(env, supervisor)
         emulator_url = None if env.get("APP_ID") else start_emulator(env, supervisor)
+        announce_access(env)
         subprocess.run(
             [sys.executable, "-m", "flask", "--app", "wsgi:app", "db", "upgrade"],
             cwd=ROOT,

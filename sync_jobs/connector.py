@@ -140,7 +140,10 @@ class GitHubConnector:
         self._installation_id = installation_id
         self._sleep = sleep
         self._app = app_client(base_url=base_url, app_id=app_id, private_key=private_key)
-        self._tokens = InstallationTokens(redis, self._app)
+        # Narrowed to the synced repository, read only (see github_auth).
+        self._tokens = InstallationTokens(
+            redis, self._app, private_key=private_key or "", repository=_split(full_name)[1] or None
+        )
         self._auth = _InstallationAuth("")
         self._gh: GitHub[Any] = GitHub(
             self._auth,

@@ -218,9 +218,26 @@ PERSON_HTTP_TIMEOUT_SECONDS = 10.0
 """Longest a GitHub call made while a person waits on a page may take (sign-in, setup,
 the installation list); a page that hangs longer is worse than an error page."""
 
-VISIBLE_INSTALLATIONS_TTL_SECONDS = 5 * 60
-"""How long the installations a person can access are kept in their session before
-``GET /user/installations`` is asked again; bounds how long a revoked access lingers."""
+VISIBLE_REPOSITORIES_TTL_SECONDS = 5 * 60
+"""How long the repositories (and permissions) GitHub lists for a person are kept in
+Redis before ``/user/installations/{id}/repositories`` is asked again; bounds how long a
+revoked access lingers."""
+
+SESSION_ANONYMOUS_TTL_SECONDS = 12 * 60 * 60
+"""Life of a session nobody signed in to (its CSRF token, flash messages, a sign-in under
+way) after its last change."""
+
+SESSION_MAX_SECONDS = 7 * 24 * 60 * 60
+"""Longest a sign-in lasts while GitHub keeps refreshing its token; then the person signs
+in again (one click)."""
+
+NON_EXPIRING_TOKEN_SESSION_SECONDS = 8 * 60 * 60
+"""Life of a sign-in whose GitHub token does not expire (an App with token expiry turned
+off): GitHub's own lifetime for expiring tokens."""
+
+SETUP_CODE_TTL_SECONDS = 24 * 60 * 60
+"""A setup code printed in the web log is good this long; a visit to /setup after that
+prints a new one."""
 
 # --- Reconcilers (sync_jobs/reconcile.py) ------------------------------------------------
 

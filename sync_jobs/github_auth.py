@@ -5,10 +5,19 @@ An installation token lives an hour on GitHub. Every worker would otherwise mint
 for every job (one extra API call per sync); caching it in Redis until shortly before
 it expires makes a no-op sync cost one call. Only :mod:`sync_jobs.connector` and this
 module talk to GitHub.
+
+Tokens are asked for with the least they need: read-only ``contents`` and ``metadata``
+(:data:`TOKEN_PERMISSIONS`) and, for a sync, the one repository it reads. The cache
+keeps one token per (installation, repository), encrypted with a key derived from the
+App's private key: a Redis dump alone holds no usable token, and whoever holds the
+private key can mint tokens anyway.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +25,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography.fernet import Fernet, InvalidToken
 from githubkit import AppAuthStrategy, GitHub, Response
 from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
 from redis import Redis
@@ -72,33 +82,77 @@ def token_ttl(expires_at: str, now: datetime) -> int:
     return int((expiry - now).total_seconds()) - defaults.TOKEN_REFRESH_MARGIN_SECONDS
 
 
-class InstallationTokens:
-    """Installation tokens from Redis, minted through the App when absent or stale."""
+TOKEN_PERMISSIONS = {"contents": "read", "metadata": "read"}
+"""What an installation token is asked for: reading a repository's git data, nothing
+more, whatever the App was granted."""
 
-    def __init__(self, redis: Redis, app: GitHub[Any]) -> None:
+
+def token_request(repository: str | None) -> Any:
+    """The body of ``POST /app/installations/{id}/access_tokens``: read-only, and only
+    ``repository`` when one is named."""
+    body: dict[str, Any] = {"permissions": dict(TOKEN_PERMISSIONS)}
+    if repository:
+        body["repositories"] = [repository]
+    return body
+
+
+def _token_cipher(private_key: str) -> Fernet:
+    derived = hmac.new(private_key.encode(), b"installation-token-cache", hashlib.sha256)
+    return Fernet(base64.urlsafe_b64encode(derived.digest()))
+
+
+class InstallationTokens:
+    """Installation tokens from Redis, minted through the App when absent or stale.
+
+    ``repository`` (a name, without the owner) narrows every token to that repository;
+    None leaves it the installation's (the drift reconciler reads several). If GitHub
+    refuses the narrowed token (422: the repository was renamed or left the
+    installation since the row was written), a read-only token for the installation is
+    minted instead, and the sync's own calls then find out what happened.
+    """
+
+    def __init__(
+        self, redis: Redis, app: GitHub[Any], *, private_key: str, repository: str | None = None
+    ) -> None:
         self._redis = redis
         self._app = app
+        self._cipher = _token_cipher(private_key)
+        self._repository = repository
         self.minted = 0
 
+    def _key(self, installation_id: int) -> str:
+        return keys.installation_token_key(installation_id, (self._repository or "").lower())
+
     def get(self, *, installation_id: int) -> str:
-        cached = self._redis.get(keys.installation_token_key(installation_id))
+        cached = self._redis.get(self._key(installation_id))
         if cached:
-            return cached.decode() if isinstance(cached, bytes) else str(cached)
+            try:
+                return self._cipher.decrypt(cached).decode()  # type: ignore[arg-type]
+            except InvalidToken:
+                pass  # written under another private key (the App was replaced)
         return self.mint(installation_id=installation_id)
 
     def mint(self, *, installation_id: int) -> str:
-        response = self._app.rest.apps.create_installation_access_token(installation_id)
+        mint = self._app.rest.apps.create_installation_access_token
+        try:
+            response = mint(installation_id, data=token_request(self._repository))
+        except RequestFailed as exc:
+            if exc.response.status_code != 422 or not self._repository:
+                raise
+            self.minted += 1
+            response = mint(installation_id, data=token_request(None))
         self.minted += 1
         body = response.json()
         token = str(body["token"])
         ttl = token_ttl(str(body["expires_at"]), datetime.now(UTC))
         if ttl > 0:
-            self._redis.set(keys.installation_token_key(installation_id), token, ex=ttl)
+            sealed = self._cipher.encrypt(token.encode())
+            self._redis.set(self._key(installation_id), sealed, ex=ttl)
         return token
 
     def forget(self, *, installation_id: int) -> None:
         """Drop a token GitHub refused (revoked, or the installation was recreated)."""
-        self._redis.delete(keys.installation_token_key(installation_id))
+        self._redis.delete(self._key(installation_id))
 
 
 def discover_repository(app: GitHub[Any], full_name: str) -> dict[str, Any]:
@@ -108,7 +162,9 @@ def discover_repository(app: GitHub[Any], full_name: str) -> dict[str, Any]:
     """
     owner, _, name = full_name.partition("/")
     installation: dict[str, Any] = dict(app.rest.apps.get_repo_installation(owner, name).json())
-    tokens = app.rest.apps.create_installation_access_token(installation["id"]).json()
+    tokens = app.rest.apps.create_installation_access_token(
+        installation["id"], data=token_request(name)
+    ).json()
     with GitHub(str(tokens["token"]), base_url=str(app.config.base_url), http_cache=False) as gh:
         repository: dict[str, Any] = dict(gh.rest.repos.get(owner, name).json())
     account: dict[str, Any] = dict(installation.get("account") or {})

@@ -342,10 +342,21 @@ def _known_repository(payload: Payload) -> Repository | None:
 
 
 def repository_updated(payload: Payload, *, delivery_id: str) -> Outcome:
-    """Renamed, transferred, edited: the row is keyed by GitHub id, so history stays."""
+    """Renamed, transferred, edited: the row is keyed by GitHub id, so history stays.
+
+    GitHub sends ``transferred`` only to the new owner's installation, so the repository
+    moves to the installation the payload names; without one it leaves its old
+    installation (which no longer covers it) and is hidden until one claims it.
+    """
     if _known_repository(payload) is None:
         return ignored("repository is not tracked by any installation")
-    repository = _repository(payload["repository"], None)
+    transferred = payload.get("action") == "transferred"
+    claimed = _installation(payload) if transferred and payload.get("installation") else None
+    repository = _repository(payload["repository"], claimed)
+    if transferred and claimed is None:
+        repository.installation = None
+        _stop(_projects(repository), f"transferred to {repository.full_name}; not synced "
+              "until the App is installed on it there")
     db.session.commit()
     return processed(f"repository is now {repository.full_name}")
 

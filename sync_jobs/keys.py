@@ -79,9 +79,30 @@ def sync_events_key(sync_id: int) -> str:
     return f"{KEY_PREFIX}:sync-events:{sync_id}"
 
 
-def installation_token_key(installation_github_id: int) -> str:
-    """An installation access token, shared by every worker until shortly before it expires."""
-    return f"{KEY_PREFIX}:installation-token:{installation_github_id}"
+def installation_token_key(installation_github_id: int, scope: str = "") -> str:
+    """An installation access token (encrypted), shared by every worker until shortly
+    before it expires; ``scope`` names the one repository it was narrowed to, if any."""
+    suffix = f":{scope}" if scope else ""
+    return f"{KEY_PREFIX}:installation-token:{installation_github_id}{suffix}"
+
+
+# --- People and setup (webhook_app) ------------------------------------------------------
+
+
+def session_key(session_digest: str) -> str:
+    """A signed-in or anonymous browser session, encrypted, under the SHA-256 of its id."""
+    return f"{KEY_PREFIX}:session:{session_digest}"
+
+
+def person_access_key(token_digest: str) -> str:
+    """What GitHub lists for one user token (login, repositories, permissions), under the
+    SHA-256 of the token, for a few minutes."""
+    return f"{KEY_PREFIX}:person-access:{token_digest}"
+
+
+def setup_code_key() -> str:
+    """The one-time code /setup asks for in setup mode, printed in the web log."""
+    return f"{KEY_PREFIX}:setup-code"
 
 
 # --- Metrics ----------------------------------------------------------------------------

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values, find_dotenv
+from dotenv import dotenv_values
 from flask import Flask
 
 from sync_jobs.logs import configure_logging
 from webhook_app.config import DefaultConfig, finish_settings, settings_from_environment
+
+DOTENV_NAME = ".env"
+"""The development settings file, read from (and written by /setup to) the working
+directory only: a ``.env`` in a parent directory belongs to something else."""
+
+
+def environment() -> dict[str, str]:
+    """The process environment over ``.env`` in the working directory.
+
+    Used by the factory and by ``gunicorn.conf.py`` (which must listen where the app
+    expects to be reached), so both read the same settings.
+    """
+    path = Path.cwd() / DOTENV_NAME
+    file_values = dotenv_values(path) if path.is_file() else {}
+    return {**{k: v for k, v in file_values.items() if v is not None}, **os.environ}
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -23,9 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(DefaultConfig)
     if test_config is None:
-        dotenv_path = find_dotenv(usecwd=True)
-        file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
-        app.config.update(settings_from_environment({**file_values, **os.environ}))
+        app.config.update(settings_from_environment(environment()))
     else:
         app.config.update(test_config)
     finish_settings(app.config, app.instance_path)
@@ -56,9 +70,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(webhooks.bp)
 
-    from webhook_app import auth, setup
+    from webhook_app import access, auth, headers, setup
 
+    headers.init_app(app)
     auth.init_app(app)
+    access.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(setup.bp)
 

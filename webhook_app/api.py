@@ -20,10 +20,11 @@ from werkzeug.exceptions import HTTPException
 from models import Blob, MemoryEntry, Project, ProjectSync, RepositoryFile, db
 from models.queries import files_at, lineage, memory_entries
 from sync_jobs.errors import ApiRequestError, InvalidParameterError, UnsupportedMediaTypeError
-from webhook_app import access, api_actions
-from webhook_app.access import visible_installation_ids
+from webhook_app import api_actions
+from webhook_app.access import current_access
 from webhook_app.api_queries import (
     Page,
+    actionable_project,
     all_attempts,
     latest_unfinished,
     paginate,
@@ -40,8 +41,8 @@ API_PREFIX = "/api"
 """Every JSON endpoint lives below this path (the current version is v1)."""
 
 bp = Blueprint("api", __name__, url_prefix=f"{API_PREFIX}/v1")
-# Anonymous requests get 401 once sign-in is configured (access.py's contract).
-bp.before_request(access.require_person)
+# Who may call each route is access.py's ROUTE_RULES; every project is found through
+# api_queries, which applies the person's visibility (and permission, for actions).
 
 
 @bp.errorhandler(ApiRequestError)
@@ -140,7 +141,7 @@ def list_branches(project_id: int) -> ResponseReturnValue:
         .where(Project.repository_id == project.repository_id)
         .options(selectinload(Project.current_sync))
         .order_by(Project.branch),
-        visible_installation_ids(),
+        current_access(),
     )
     repository = project.repository
     branches = [
@@ -165,7 +166,7 @@ def list_branches(project_id: int) -> ResponseReturnValue:
 @bp.post("/projects/<int:project_id>/branches")
 def track_branch(project_id: int) -> ResponseReturnValue:
     """Start tracking another branch of the same repository; its first sync is queued."""
-    project = visible_project(project_id)
+    project = actionable_project(project_id)
     body = _json_body()
     tracked, sync = api_actions.track_branch(project, body.get("branch"))
     location = url_for("api.project_status", project_id=tracked.id, _external=True)
@@ -193,7 +194,7 @@ def project_status(project_id: int) -> ResponseReturnValue:
 @bp.post("/projects/<int:project_id>/syncs")
 def start_sync(project_id: int) -> ResponseReturnValue:
     """A manual resync (coalesced with one already queued): 202 with its events URL."""
-    project = visible_project(project_id)
+    project = actionable_project(project_id)
     _json_body()
     return _accepted(api_actions.start_sync(project))
 
@@ -211,7 +212,7 @@ def history(project_id: int) -> ResponseReturnValue:
 @bp.post("/projects/<int:project_id>/restore")
 def restore(project_id: int) -> ResponseReturnValue:
     """Queue a restore of the state at a past successful sync: 202 with the new sync."""
-    project = visible_project(project_id)
+    project = actionable_project(project_id)
     body = _json_body()
     sync_id = body.get("sync_id")
     if not isinstance(sync_id, int) or isinstance(sync_id, bool) or sync_id < 1:

@@ -1,11 +1,12 @@
 """Reads shared by the JSON API, the event stream and the pages: who sees which project,
 how a row is shown, and how a list is cut into pages.
 
-Visibility is a pure function of a query and a set of installation ids
+Visibility is a pure function of a query and an :class:`~webhook_app.access.Access`
 (:func:`restrict_to_visible`), so it is tested without a signed-in person; every view
-reaches projects only through :func:`visible_projects` or :func:`visible_project`.
-Versioned rows (files, memory entries, lineage) are read only through
-``models.queries``, which owns superseded-entry filtering.
+reaches projects only through :func:`visible_projects`, :func:`visible_project` or
+:func:`actionable_project` (which also checks the permission to act). Versioned rows
+(files, memory entries, lineage) are read only through ``models.queries``, which owns
+superseded-entry filtering.
 """
 
 from __future__ import annotations
@@ -13,52 +14,71 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from models import Installation, Project, ProjectSync, Repository, SyncStatus, db
 from sync_jobs import defaults
 from sync_jobs.errors import ConflictError, InvalidParameterError, NotVisibleError
-from webhook_app.access import visible_installation_ids
+from webhook_app.access import Access, current_access, require_action
 
 T = TypeVar("T", bound=tuple[Any, ...])
 
 
-def restrict_to_visible(query: Select[T], visible: frozenset[int] | None) -> Select[T]:
-    """Limit a query over ``Project`` to projects of the given GitHub installations.
+def restrict_to_visible(query: Select[T], access: Access) -> Select[T]:
+    """Limit a query over ``Project`` to the repositories ``access`` may read.
 
-    ``None`` means no restriction (sign-in not configured). An empty set shows nothing.
-    A repository without an installation (the installation row was deleted) is visible
-    only without restriction.
+    A repository counts only under the installation GitHub listed it for: a row still
+    pointing at an installation that lost the repository (a transfer not yet seen) is
+    hidden. A repository without an installation is visible only to ``read_all``.
     """
-    if visible is None:
+    if access.read_all:
         return query
-    return (
-        query.join(Repository, Project.repository_id == Repository.id)
-        .join(Installation, Repository.installation_id == Installation.id)
-        .where(Installation.github_id.in_(sorted(visible)))
+    clauses = [
+        and_(Installation.github_id == installation_id, Repository.github_id.in_(sorted(repos)))
+        for installation_id, repos in sorted(access.repositories.items())
+        if repos
+    ]
+    joined = query.join(Repository, Project.repository_id == Repository.id).join(
+        Installation, Repository.installation_id == Installation.id
     )
+    return joined.where(or_(*clauses) if clauses else false())
 
 
 def visible_projects() -> list[Project]:
     """The current person's projects, by repository name then branch."""
     query = (
         select(Project)
-        .options(selectinload(Project.repository), selectinload(Project.current_sync))
+        .options(
+            selectinload(Project.repository).selectinload(Repository.installation),
+            selectinload(Project.current_sync),
+        )
         .order_by(Project.id)
     )
-    projects = list(db.session.scalars(restrict_to_visible(query, visible_installation_ids())))
+    projects = list(db.session.scalars(restrict_to_visible(query, current_access())))
     return sorted(projects, key=lambda p: (p.repository.full_name.lower(), p.branch))
 
 
 def visible_project(project_id: int) -> Project:
     """The project if the current person may see it; :class:`NotVisibleError` otherwise."""
-    query = restrict_to_visible(
-        select(Project).where(Project.id == project_id), visible_installation_ids()
-    )
+    query = restrict_to_visible(select(Project).where(Project.id == project_id), current_access())
     project = db.session.scalar(query)
     if project is None:
         raise NotVisibleError(f"No project {project_id}.")
+    return project
+
+
+def actionable_project(project_id: int) -> Project:
+    """The project if the current person may see it (404 otherwise) and act on it (401
+    for nobody signed in, 403 for a person without ``ACTION_PERMISSION``)."""
+    project = visible_project(project_id)
+    repository = project.repository
+    installation = repository.installation
+    require_action(
+        installation_id=installation.github_id if installation is not None else None,
+        repository_id=repository.github_id,
+        name=repository.full_name,
+    )
     return project
 
 

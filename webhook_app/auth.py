@@ -3,24 +3,30 @@
 ``GET /login`` sends the person to GitHub with a fresh random ``state`` kept in their
 session; ``GET /login/callback`` accepts only that state, trades the code for a user
 access token (githubkit's web-flow exchange), asks ``GET /user`` who it is, and keeps
-the login and the token in the session. ``POST /logout`` (with the CSRF token every
-page form carries) forgets both. :mod:`webhook_app.access` turns the token into the set
-of installations the person may see.
+the login and the token in a new session (a fresh id: nothing planted in the browser
+before sign-in survives it). ``POST /logout`` (with the CSRF token every page form
+carries) revokes the token at GitHub (``DELETE /applications/{client_id}/token``) and
+deletes the session. :mod:`webhook_app.access` turns the token into what the person may
+see and do.
 
-The session is Flask's cookie, signed with ``SECRET_KEY``, ``HttpOnly``,
-``SameSite=Lax`` and ``Secure`` when ``PUBLIC_URL`` is https. It is signed, not
-encrypted: the token in it is the person's own, limited to what both they and the App
-may do, and is never rendered into a page or logged. GitHub's expiring user tokens
-(8 hours) are not refreshed; when GitHub refuses one the person is signed out and
-signs in again with one click.
+Sessions live on the server (:mod:`webhook_app.sessions`): the cookie holds a random
+id, ``HttpOnly``, ``SameSite=Lax`` and ``Secure`` when ``PUBLIC_URL`` is https; the
+token never reaches the browser, a page or a log. A session ends with its token: at
+the token's expiry, or for expiring tokens (GitHub's default for Apps) at the refresh
+token's expiry, at most ``SESSION_MAX_SECONDS`` after sign-in; the access token is
+refreshed shortly before it expires. When GitHub refuses a token or a refresh the
+person is signed out and signs in again with one click.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
 import logging
 import secrets
-from urllib.parse import urlencode
+import time
+from urllib.parse import urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -34,10 +40,20 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from githubkit.exception import GitHubException
+from redis.exceptions import RedisError
 
+from sync_jobs import defaults, keys
 from sync_jobs.errors import CsrfTokenError, OAuthStateError, SignInError
-from webhook_app.github_person import exchange_sign_in_code
+from sync_jobs.redis_client import redis_connection
+from webhook_app import sessions
+from webhook_app.github_person import (
+    UserToken,
+    exchange_sign_in_code,
+    refresh_user_token,
+    revoke_user_token,
+)
 from webhook_app.manifest import LOGIN_CALLBACK_PATH
+from webhook_app.sessions import EXPIRES_KEY
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -46,7 +62,8 @@ log = logging.getLogger(__name__)
 # "github_" so signing out can drop exactly that and leave the rest alone.
 LOGIN_KEY = "github_login"
 TOKEN_KEY = "github_token"
-INSTALLATIONS_KEY = "github_installations"
+TOKEN_EXPIRES_KEY = "github_token_expires_at"
+REFRESH_KEY = "github_refresh_token"
 OAUTH_STATE_KEY = "oauth_state"
 NEXT_KEY = "login_next"
 CSRF_KEY = "csrf_token"
@@ -55,7 +72,9 @@ CSRF_FIELD = "csrf_token"
 
 
 def init_app(app: Flask) -> None:
-    """Cookie flags for the session, and the template helpers every page may use."""
+    """Server-side sessions and their cookie flags, and the template helpers every page
+    may use."""
+    sessions.init_app(app)
     public_url = app.config.get("PUBLIC_URL") or ""
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -98,9 +117,75 @@ def signed_in_login() -> str | None:
 
 
 def sign_out() -> None:
-    """Forget the person and everything derived from their token."""
+    """Forget the person and everything derived from their token, in this session and
+    in the cached listing of what they may see."""
+    token = session.get(TOKEN_KEY)
+    if isinstance(token, str):
+        forget_listing(token)
     for key in [k for k in session if k.startswith("github_")]:
         session.pop(key)
+    session.pop(EXPIRES_KEY, None)
+
+
+def listing_key(token: str) -> str:
+    """Where what GitHub lists for ``token`` is cached (see :mod:`webhook_app.access`)."""
+    return keys.person_access_key(hashlib.sha256(token.encode()).hexdigest())
+
+
+def forget_listing(token: str) -> None:
+    # On a Redis error the entry expires within VISIBLE_REPOSITORIES_TTL_SECONDS anyway.
+    with contextlib.suppress(RedisError):
+        redis_connection().delete(listing_key(token))
+
+
+def person_token() -> tuple[str | None, str | None]:
+    """The signed-in person's token and login, refreshed first when it is about to
+    expire; ``(None, None)`` when nobody is signed in or the token cannot be renewed."""
+    token, login = session.get(TOKEN_KEY), session.get(LOGIN_KEY)
+    if not isinstance(token, str) or not isinstance(login, str):
+        return None, None
+    expires_at = session.get(TOKEN_EXPIRES_KEY)
+    if expires_at is None or time.time() < expires_at - defaults.TOKEN_REFRESH_MARGIN_SECONDS:
+        return token, login
+    refresh = session.get(REFRESH_KEY)
+    if not isinstance(refresh, str):
+        log.info("the GitHub token of %s expired; signing them out", login)
+        sign_out()
+        return None, None
+    config = current_app.config
+    try:
+        renewed = refresh_user_token(
+            refresh,
+            client_id=config["GITHUB_CLIENT_ID"],
+            client_secret=config["GITHUB_CLIENT_SECRET"],
+            web_url=config["GITHUB_WEB_URL"],
+        )
+    except GitHubException as exc:  # AuthExpiredError included
+        log.info("GitHub did not refresh the token of %s (%s); signing them out",
+                 login, type(exc).__name__)
+        sign_out()
+        return None, None
+    forget_listing(token)
+    _keep_token(renewed)
+    return renewed.token, login
+
+
+def _keep_token(token: UserToken) -> None:
+    session[TOKEN_KEY] = token.token
+    session[TOKEN_EXPIRES_KEY] = token.expires_at
+    if token.refresh_token:
+        session[REFRESH_KEY] = token.refresh_token
+    else:
+        session.pop(REFRESH_KEY, None)
+
+
+def session_expiry(token: UserToken, *, now: float) -> float:
+    """When a sign-in with ``token`` ends: see the module docstring."""
+    if token.refresh_token and token.refresh_expires_at:
+        return min(token.refresh_expires_at, now + defaults.SESSION_MAX_SECONDS)
+    if token.expires_at:
+        return token.expires_at
+    return now + defaults.NON_EXPIRING_TOKEN_SESSION_SECONDS
 
 
 def csrf_token() -> str:
@@ -137,11 +222,22 @@ def take_state(key: str, returned: str | None) -> None:
         raise OAuthStateError(key)
 
 
-def _local_path(target: str | None) -> str | None:
-    # Only a path on this site: "//evil.example" and "https://..." would be open redirects.
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return None
+def local_path(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else None.
+
+    Browsers drop tabs and newlines from URLs and read ``\\`` as ``/``, so
+    ``/\t/evil.example`` and ``/\\evil.example`` are ``//evil.example``: a redirect
+    to another host. Anything with a control character, a space or a backslash is
+    refused outright; what is left must parse as a path without scheme or host.
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F or c == "\\" for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 def _home() -> str:
@@ -151,7 +247,7 @@ def _home() -> str:
 # --- the GitHub calls --------------------------------------------------------------------
 
 
-def _exchange_code(code: str, *, redirect_uri: str) -> tuple[str, str]:
+def _exchange_code(code: str, *, redirect_uri: str) -> tuple[str, UserToken]:
     """The person's login and user access token for a sign-in ``code``."""
     config = current_app.config
     try:
@@ -165,7 +261,7 @@ def _exchange_code(code: str, *, redirect_uri: str) -> tuple[str, str]:
         )
     except GitHubException as exc:
         raise SignInError(f"{type(exc).__name__}: {exc}") from exc
-    if not token:
+    if not token.token:
         raise SignInError("GitHub answered without an access token")
     return login, token
 
@@ -178,7 +274,7 @@ def login() -> ResponseReturnValue:
     """Send the person to GitHub to sign in, remembering where they were going."""
     if not sign_in_configured():
         return render_template("auth/unavailable.html"), 404
-    session[NEXT_KEY] = _local_path(request.args.get("next")) or _home()
+    session[NEXT_KEY] = local_path(request.args.get("next")) or _home()
     query = urlencode(
         {
             "client_id": current_app.config["GITHUB_CLIENT_ID"],
@@ -211,16 +307,46 @@ def callback() -> ResponseReturnValue:
     except SignInError as exc:
         log.warning("sign-in failed: %s", exc)
         return render_template("auth/failed.html", reason="github"), 502
-    target = _local_path(session.pop(NEXT_KEY, None)) or _home()
-    sign_out()  # nothing of an earlier person survives into this one's session
+    target = local_path(session.pop(NEXT_KEY, None)) or _home()
+    # Nothing of an earlier person or an earlier session id survives into this one.
+    sign_out()
+    session.clear()
+    regenerate = getattr(session, "regenerate", None)
+    if regenerate is not None:
+        regenerate()
     session[LOGIN_KEY] = person
-    session[TOKEN_KEY] = token
+    _keep_token(token)
+    session[EXPIRES_KEY] = session_expiry(token, now=time.time())
     log.info("signed in: %s", person)
     return redirect(target)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Revoke the token at GitHub, then delete the session on the server.
+
+    A copy of the cookie then opens nothing, and a copy of the token (from anywhere)
+    no longer works on GitHub. A revocation GitHub does not confirm is logged; the
+    session is deleted all the same.
+    """
     check_csrf()
+    token = session.get(TOKEN_KEY)
+    if isinstance(token, str) and sign_in_configured():
+        _revoke(token)
     sign_out()
+    session.clear()
     return redirect(_home())
+
+
+def _revoke(token: str) -> None:
+    config = current_app.config
+    try:
+        revoke_user_token(
+            token,
+            client_id=config["GITHUB_CLIENT_ID"],
+            client_secret=config["GITHUB_CLIENT_SECRET"],
+            api_url=config["GITHUB_API_URL"],
+        )
+    except GitHubException as exc:
+        log.warning("GitHub did not confirm revoking the token of %s: %s",
+                    session.get(LOGIN_KEY), type(exc).__name__)

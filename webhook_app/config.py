@@ -11,6 +11,7 @@ at start costs a redeploy, while one found at the first webhook costs lost deliv
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,20 @@ from sqlalchemy.exc import ArgumentError
 from sync_jobs import defaults
 from sync_jobs.errors import ConfigError
 from sync_jobs.logs import LOG_FORMATS, LOG_LEVELS
+
+PERMISSIONS = ("pull", "triage", "push", "maintain", "admin")
+"""GitHub's repository permissions, weakest first (the keys of a repository's
+``permissions`` object)."""
+
+PUBLIC_DASHBOARD_CHOICES = ("off", "read")
+"""``off``: reading needs sign-in; ``read``: anyone reads every project, acting still
+needs a signed-in person with the permission."""
+
+LOOPBACK_HOST = "127.0.0.1"
+"""Where the web process listens unless told otherwise (only this machine reaches it)."""
+
+ALL_INTERFACES = "0.0.0.0"
+"""Where it listens when ``PUBLIC_URL`` names another host."""
 
 
 class DefaultConfig:
@@ -43,6 +58,16 @@ class DefaultConfig:
     # The app's public base URL (https://sync.example.com), used in the App manifest,
     # OAuth redirects and cookie flags; None: the URL each request came in on.
     PUBLIC_URL: str | None = None
+    # The address the web process listens on (gunicorn.conf.py reads the same rule);
+    # None: 0.0.0.0 when PUBLIC_URL names another host, else 127.0.0.1 only.
+    WEB_HOST: str | None = None
+    # "read" lets anyone read every project without signing in (actions still need a
+    # signed-in person with ACTION_PERMISSION); "off" requires sign-in once an App is
+    # configured, unless the app answers on 127.0.0.1 only with sign-in not set up.
+    PUBLIC_DASHBOARD = "off"
+    # The least permission on a repository GitHub must show for a person before they
+    # may resync, restore or track branches of it.
+    ACTION_PERMISSION = "push"
     # GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub.
     MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
     # Files larger than this keep SHA and size only; their content is not stored.
@@ -159,6 +184,79 @@ def _choice(name: str, value: str, choices: tuple[str, ...], *, upper: bool) -> 
     return normalised
 
 
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (127.0.0.0/8, ::1, localhost)."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_host(*, web_host: str | None, public_url: str | None) -> str:
+    """The address the web process listens on: ``WEB_HOST``, else all interfaces when
+    ``PUBLIC_URL`` names a host other people reach, else 127.0.0.1.
+
+    Listening beyond this machine therefore always comes with a ``PUBLIC_URL``, which
+    decides the manifest and sign-in URLs instead of a request's Host header.
+    """
+    if web_host:
+        return web_host
+    if public_url and not is_loopback(urlsplit(public_url).hostname or ""):
+        return ALL_INTERFACES
+    return LOOPBACK_HOST
+
+
+def _access_settings(environ: Mapping[str, str], settings: dict[str, Any]) -> None:
+    """Sign-in, the public dashboard, the action permission and where the app listens.
+
+    Secure by default: an OAuth client is both halves or neither; an App reachable
+    beyond 127.0.0.1 needs sign-in unless a read-only public dashboard is chosen.
+    """
+    client_id, client_secret = (
+        environ.get("GITHUB_CLIENT_ID", "").strip(),
+        environ.get("GITHUB_CLIENT_SECRET", "").strip(),
+    )
+    if client_id and not client_secret:
+        raise ConfigError("GITHUB_CLIENT_SECRET", "is required with GITHUB_CLIENT_ID for sign-in")
+    if client_secret and not client_id:
+        raise ConfigError("GITHUB_CLIENT_ID", "is required with GITHUB_CLIENT_SECRET for sign-in")
+    if client_id:
+        settings.update(GITHUB_CLIENT_ID=client_id, GITHUB_CLIENT_SECRET=client_secret)
+    if value := environ.get("PUBLIC_DASHBOARD", "").strip():
+        settings["PUBLIC_DASHBOARD"] = _choice(
+            "PUBLIC_DASHBOARD", value, PUBLIC_DASHBOARD_CHOICES, upper=False
+        )
+    if value := environ.get("ACTION_PERMISSION", "").strip():
+        settings["ACTION_PERMISSION"] = _choice(
+            "ACTION_PERMISSION", value, PERMISSIONS, upper=False
+        )
+    if value := environ.get("WEB_HOST", "").strip():
+        settings["WEB_HOST"] = value
+        if not is_loopback(value) and "PUBLIC_URL" not in settings:
+            raise ConfigError(
+                "PUBLIC_URL",
+                f"is required when WEB_HOST={value} listens beyond this machine: it names "
+                "the address GitHub and people use (manifest, sign-in callback, cookies)",
+            )
+    host = listen_host(web_host=settings.get("WEB_HOST"), public_url=settings.get("PUBLIC_URL"))
+    if (
+        environ.get("APP_ID")
+        and not client_id
+        and not is_loopback(host)
+        and settings.get("PUBLIC_DASHBOARD") != "read"
+    ):
+        raise ConfigError(
+            "GITHUB_CLIENT_ID",
+            f"and GITHUB_CLIENT_SECRET are required: the app listens on {host}, beyond "
+            "this machine, and without sign-in anyone could read and act on every "
+            "project. Set them (the App's OAuth client), or PUBLIC_DASHBOARD=read for a "
+            "read-only dashboard",
+        )
+
+
 def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read and check every setting; return only those the environment sets.
 
@@ -182,9 +280,6 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["PUBLIC_URL"] = _public_url(value)
     if value := environ.get("SECRET_KEY"):
         settings["SECRET_KEY"] = value
-    for name in ("GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET"):
-        if value := environ.get(name):
-            settings[name] = value
     if value := environ.get("MAX_WEBHOOK_BYTES"):
         settings["MAX_WEBHOOK_BYTES"] = _positive_int("MAX_WEBHOOK_BYTES", value)
     if value := environ.get("SYNC_MAX_BLOB_BYTES"):
@@ -225,6 +320,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(
                 "WEBHOOK_SECRET", "is required when APP_ID is set; deliveries cannot be verified"
             )
+    _access_settings(environ, settings)
     return settings
 
 
@@ -235,6 +331,11 @@ def finish_settings(config: dict[str, Any], instance_path: str) -> None:
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret_key(Path(instance_path))
+    # True when nobody but this machine reaches the web process: the only case in which
+    # pages and the API may run without sign-in (the demo, development).
+    config["LOCAL_ONLY"] = is_loopback(
+        listen_host(web_host=config.get("WEB_HOST"), public_url=config.get("PUBLIC_URL"))
+    )
 
 
 def _instance_secret_key(instance: Path) -> str:

@@ -56,6 +56,10 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def init_app(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    # SQLAlchemy puts bound parameters in its error text ("[parameters: ...]"), which
+    # reaches the logs; those are payload values and stored file contents.
+    for name in ("SQLALCHEMY_ENGINE_OPTIONS", "RECEIVER_ENGINE_OPTIONS"):
+        app.config[name] = {**app.config[name], "hide_parameters": True}
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIRECTORY, render_as_batch=True)
     with app.app_context():

@@ -9,6 +9,8 @@ the SSE endpoint; without script the page shows the same state on reload.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import (
     Blueprint,
     flash,
@@ -25,12 +27,13 @@ from models.queries import memory_entries
 from sync_jobs.errors import ApiRequestError, CsrfTokenError, InvalidParameterError
 from webhook_app import api_actions
 from webhook_app.api_queries import (
+    actionable_project,
     all_attempts,
     latest_unfinished,
     visible_project,
     visible_projects,
 )
-from webhook_app.auth import check_csrf
+from webhook_app.auth import check_csrf, local_path
 
 bp = Blueprint("pages", __name__)
 
@@ -43,10 +46,22 @@ PAGE_MEMORY_ROWS = 25
 
 @bp.errorhandler(ApiRequestError)
 def _page_error(error: ApiRequestError) -> ResponseReturnValue:
-    if error.status == 404 or isinstance(error, CsrfTokenError):
+    # Refusals (not found, not allowed, GitHub unavailable, a forged form) get a page with
+    # their status; a form filled in wrongly goes back to the page it came from.
+    if error.status in (401, 403, 404, 503) or isinstance(error, CsrfTokenError):
         return render_template("pages/error.html", message=error.message), error.status
     flash(error.message, "error")
-    return redirect(request.referrer or url_for("pages.index"))
+    return redirect(_same_site(request.referrer) or url_for("pages.index"))
+
+
+def _same_site(referrer: str | None) -> str | None:
+    """The path of a ``Referer`` on this host; another host's URL is never a target."""
+    if not referrer:
+        return None
+    parts = urlsplit(referrer)
+    if parts.netloc and parts.netloc != request.host:
+        return None
+    return local_path(parts.path + (f"?{parts.query}" if parts.query else ""))
 
 
 @bp.get("/")
@@ -86,7 +101,7 @@ def _back(project_id: int) -> ResponseReturnValue:
 @bp.post("/projects/<int:project_id>/resync")
 def resync(project_id: int) -> ResponseReturnValue:
     check_csrf()
-    project = visible_project(project_id)
+    project = actionable_project(project_id)
     sync = api_actions.start_sync(project)
     flash(f"Sync {sync.id} queued for {project.branch}.", "success")
     return _back(project.id)
@@ -95,7 +110,7 @@ def resync(project_id: int) -> ResponseReturnValue:
 @bp.post("/projects/<int:project_id>/restore")
 def restore(project_id: int) -> ResponseReturnValue:
     check_csrf()
-    project = visible_project(project_id)
+    project = actionable_project(project_id)
     raw = request.form.get("sync_id", "")
     if not raw.isdigit():
         raise InvalidParameterError("Choose a sync to restore.")
@@ -107,7 +122,7 @@ def restore(project_id: int) -> ResponseReturnValue:
 @bp.post("/projects/<int:project_id>/branches")
 def track_branch(project_id: int) -> ResponseReturnValue:
     check_csrf()
-    project = visible_project(project_id)
+    project = actionable_project(project_id)
     tracked, sync = api_actions.track_branch(project, request.form.get("branch", ""))
     flash(f"Now tracking {tracked.branch}; first sync {sync.id} queued.", "success")
     return _back(tracked.id)

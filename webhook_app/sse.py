@@ -29,12 +29,11 @@ from sync_jobs import defaults
 from sync_jobs.errors import ApiRequestError, InvalidParameterError
 from sync_jobs.progress import Phase, ProgressEvent, read_events
 from sync_jobs.redis_client import redis_connection
-from webhook_app import access
 from webhook_app.api_queries import visible_sync
 
 bp = Blueprint("sse", __name__, url_prefix="/api/v1/events")
-# Anonymous requests get 401 once sign-in is configured (access.py's contract).
-bp.before_request(access.require_person)
+# Who may open a stream is access.py's rule (READ): the sync's repository must be
+# visible to the person, checked once when the stream opens.
 
 STREAM_ID_START = "0-0"
 """XREAD's "from the beginning" id."""

@@ -10,6 +10,7 @@ from models import Project, ProjectSync, SyncStatus, db
 from models.queries import lineage
 from tests.api.conftest import add_sync, make_project
 from tests.sync.conftest import Tracked, git_tree
+from webhook_app.access import Access
 from webhook_app.api_queries import restrict_to_visible
 
 
@@ -133,19 +134,29 @@ def test_state_at_a_sync_outside_the_lineage(client: FlaskClient, synced: Tracke
     assert answer.status_code == 404
 
 
-def test_visibility_filter_is_a_function_of_the_ids(app_context: object) -> None:
+def test_visibility_filter_is_a_function_of_the_access(app_context: object) -> None:
     mine = make_project(installation_github_id=1, full_name="me/a")
+    also_mine = make_project(installation_github_id=1, full_name="me/b")
     theirs = make_project(installation_github_id=2, full_name="them/b")
     query = select(Project.id).order_by(Project.id)
 
-    def ids(visible: frozenset[int] | None) -> list[int]:
-        return list(db.session.scalars(restrict_to_visible(query, visible)))
+    def ids(access: Access) -> list[int]:
+        return list(db.session.scalars(restrict_to_visible(query, access)))
 
-    assert ids(None) == [mine.id, theirs.id]
-    assert ids(frozenset({1})) == [mine.id]
-    assert ids(frozenset({2})) == [theirs.id]
-    assert ids(frozenset({1, 2})) == [mine.id, theirs.id]
-    assert ids(frozenset()) == []
+    def listed(*projects: Project, installation: int = 1) -> Access:
+        return Access(
+            login="p",
+            repositories={installation: {p.repository.github_id: "pull" for p in projects}},
+        )
+
+    assert ids(Access(read_all=True)) == [mine.id, also_mine.id, theirs.id]
+    assert ids(listed(mine)) == [mine.id]  # one repository of the installation, not all
+    assert ids(listed(mine, also_mine)) == [mine.id, also_mine.id]
+    assert ids(listed(theirs, installation=2)) == [theirs.id]
+    # Listed under another installation than the row's (a transfer not yet seen): hidden.
+    assert ids(listed(theirs, installation=1)) == []
+    assert ids(Access(login="p")) == []
+    assert ids(Access()) == []
 
 
 def test_non_integer_ids_never_reach_a_view(client: FlaskClient, app_context: object) -> None:
