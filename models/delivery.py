@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import GitHubId, Model, str_enum, utcnow
@@ -32,13 +32,16 @@ class WebhookDelivery(Model):
     hook_id: Mapped[GitHubId | None]
     installation_github_id: Mapped[GitHubId | None] = mapped_column(index=True)
     repository_github_id: Mapped[GitHubId | None]
-    # The JSON document exactly as received (decoded from the form field for
-    # form-encoded deliveries), so processing can be rerun from it at any time.
-    payload: Mapped[str] = mapped_column(Text)
+    # The body exactly as signed (UTF-8, decoded strictly), so the signature can be
+    # checked again and processing rerun from it; for a form-encoded delivery that is
+    # the form, whose field ``payload`` holds the JSON document. The retention pass
+    # clears it (NULL) some days after the delivery reached a final status.
+    payload: Mapped[str | None] = mapped_column(Text)
+    form_encoded: Mapped[bool] = mapped_column(default=False, server_default=false())
     status: Mapped[DeliveryStatus] = mapped_column(
         str_enum(DeliveryStatus), default=DeliveryStatus.PENDING
     )
-    # Why a delivery was ignored or failed, in words.
+    # Why a delivery was ignored, failed or rejected, in words.
     status_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -38,4 +38,9 @@ class DeliveryStatus(StrEnum):
     QUEUED = "queued"  # a processing job is in the queue
     PROCESSED = "processed"
     IGNORED = "ignored"  # an event or target the app does not act on; reason recorded
-    FAILED = "failed"
+    FAILED = "failed"  # processing met an error that retrying cannot fix, or ran out of tries
+    REJECTED = "rejected"  # signed, but the body is unusable; kept with the reason, never run
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (DeliveryStatus.PENDING, DeliveryStatus.QUEUED)

@@ -22,6 +22,20 @@ DELIVERY_MAX_ATTEMPTS = 3
 DELIVERY_RETRY_INTERVALS_SECONDS = (10, 60)
 """Waits between those runs; a transient database or GitHub error usually clears."""
 
+DELIVERY_RESULT_TTL_SECONDS = 10 * 60
+"""Default of the setting: how long RQ keeps a finished delivery job. The delivery row
+is the lasting record; at 100 deliveries/s RQ's usual 24 h would keep 8.6 million
+job hashes (several GB of Redis)."""
+
+DELIVERY_BATCH_SIZE = 100
+"""Delivery jobs a worker takes from the queue at once and processes in its own
+process, with one transaction for their outcomes (sync_jobs.worker)."""
+
+DELIVERY_BATCH_SECONDS = 10.0
+"""A worker stops taking deliveries of a batch after this long and queues the rest
+again, so a batch of slow deliveries never looks like a dead worker to the sweeper
+(it waits DELIVERY_JOB_TIMEOUT_SECONDS * 2 for a started job)."""
+
 DATABASE_RETRY_AFTER_SECONDS = 30
 """``Retry-After`` of the 503 the receiver answers while the database is unreachable."""
 
@@ -272,3 +286,34 @@ REDELIVERY_IN_FLIGHT_SECONDS = 5 * 60
 """A redelivery request recorded without GitHub's answer for this long lost its process
 between claiming the delivery and asking GitHub; the delivery is asked for again (a
 duplicate is harmless, the receiver drops it by GUID)."""
+
+# --- Retention (sync_jobs/retention.py) -----------------------------------------------
+
+RETENTION_INTERVAL_SECONDS = 15 * 60
+"""Default of the setting: how often the maintenance process applies the retention
+settings below."""
+
+DELIVERY_PAYLOAD_RETENTION_DAYS = 7
+"""Default of the setting: days a finished delivery keeps its payload (enough to read
+or reprocess a week of deliveries); the row itself stays longer."""
+
+DELIVERY_RETENTION_DAYS = 30
+"""Default of the setting: days a finished delivery row is kept. Never less than
+GitHub's redelivery window (3 days), inside which a redelivered GUID must still be
+recognised as a duplicate."""
+
+SYNC_EVENTS_RETENTION_SECONDS = 60 * 60
+"""Default of the setting: the longest a sync's progress stream lives after the
+retention pass sees it. Streams serve live progress; a page of a finished sync reads
+its outcome from the row, so an hour covers a person watching and reconnecting."""
+
+RETENTION_BATCH_ROWS = 1000
+"""Rows cleared or deleted per statement, so no pass holds a long lock on the table
+the receiver inserts into."""
+
+RETENTION_MAX_ROWS = 100_000
+"""Rows one pass touches at most; the next pass carries on (a backlog after enabling
+retention on an old database drains over a few passes instead of one long one)."""
+
+RETENTION_SCAN_COUNT = 1000
+"""Keys asked for per SCAN while looking for sync event streams."""

@@ -50,6 +50,15 @@ class PayloadTooLargeError(WebhookRejectedError):
     status = 413
 
 
+class InvalidPayloadError(ProjectSyncError):
+    """A delivery's payload holds something GitHub never sends: a field of the wrong
+    JSON type, a number out of range, text a database cannot store, nesting too deep.
+
+    The same payload fails the same way every time, so it is never retried; the
+    message names the field and is stored on the delivery row as is.
+    """
+
+
 class SyncReservationBusyError(ProjectSyncError):
     """Another ``request_sync`` of the project reserved the pending marker and has not
     published its sync in time; the caller's job is retried."""

@@ -9,6 +9,11 @@ coalesces the rest.
 
 Handlers return an :class:`Outcome`; the delivery job stores it on the delivery, so
 "why did nothing happen" is answered by the delivery row itself.
+
+Fields are read through :mod:`sync_jobs.payloads`, which checks each value's JSON type
+and that a column can hold it: a string id, a list where an object belongs, a NUL in a
+branch name raise :class:`~sync_jobs.errors.InvalidPayloadError` naming the field, and
+the delivery ends failed at once instead of meeting the same error on every retry.
 """
 
 from __future__ import annotations
@@ -30,12 +35,19 @@ from models import (
     SyncTrigger,
     db,
 )
+from sync_jobs import payloads
 from sync_jobs.scheduling import request_sync
 
 Payload = Mapping[str, Any]
 
 ZERO_SHA = "0" * 40
 """The ``before``/``after`` of a push that created or deleted a ref."""
+
+NAME_MAX_LENGTH = 255
+"""Longest login, repository name or branch the rows hold (``String(255)`` columns)."""
+
+ACCOUNT_TYPE_MAX_LENGTH = 32
+"""Longest account type the installation row holds (``User``, ``Organization``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,23 +109,41 @@ def _timestamp(value: Any) -> datetime | None:
 # --- Rows ------------------------------------------------------------------------------
 
 
+def _account(data: Payload) -> dict[str, Any]:
+    """The installation's account fields that are present, checked."""
+    account = payloads.optional_mapping(data.get("account"), field="installation.account")
+    if account is None:
+        return {}
+    fields: dict[str, Any] = {}
+    if account.get("login") is not None:
+        fields["login"] = payloads.text(
+            account["login"], field="installation.account.login", max_length=NAME_MAX_LENGTH
+        )
+    if account.get("id") is not None:
+        fields["id"] = payloads.github_id(account["id"], field="installation.account.id")
+    if account.get("type") is not None:
+        fields["type"] = payloads.text(
+            account["type"], field="installation.account.type", max_length=ACCOUNT_TYPE_MAX_LENGTH
+        )
+    return fields
+
+
 def _installation(payload: Payload) -> Installation:
     """The payload's installation row, created if new, refreshed from what the payload says."""
-    data = payload["installation"]
-    row = db.session.scalar(select(Installation).filter_by(github_id=data["id"]))
+    data = payloads.mapping(payload.get("installation"), field="installation")
+    github_id = payloads.github_id(data.get("id"), field="installation.id")
+    account = _account(data)
+    row = db.session.scalar(select(Installation).filter_by(github_id=github_id))
     if row is None:
-        account = data.get("account") or {}
         row = Installation(
-            github_id=data["id"],
+            github_id=github_id,
             account_login=account.get("login") or "unknown",
             permissions={},
         )
         db.session.add(row)
-    account = data.get("account")
-    if isinstance(account, Mapping):
-        row.account_login = account.get("login", row.account_login)
-        row.account_id = account.get("id", row.account_id)
-        row.account_type = account.get("type", row.account_type)
+    row.account_login = account.get("login", row.account_login)
+    row.account_id = account.get("id", row.account_id)
+    row.account_type = account.get("type", row.account_type)
     if isinstance(data.get("permissions"), Mapping):
         row.permissions = dict(data["permissions"])
     if "suspended_at" in data:
@@ -121,15 +151,39 @@ def _installation(payload: Payload) -> Installation:
     return row
 
 
+def _summary(value: Any, *, field: str) -> dict[str, Any]:
+    """A repository object of a payload with its stored fields checked: ``id`` and
+    ``full_name`` required, ``default_branch`` kept only if it is a string."""
+    summary = payloads.mapping(value, field=field)
+    checked = {
+        **summary,
+        "id": payloads.github_id(summary.get("id"), field=f"{field}.id"),
+        "full_name": payloads.text(
+            summary.get("full_name"), field=f"{field}.full_name", max_length=NAME_MAX_LENGTH
+        ),
+    }
+    if isinstance(summary.get("default_branch"), str):
+        payloads.text(
+            summary["default_branch"],
+            field=f"{field}.default_branch",
+            max_length=NAME_MAX_LENGTH,
+        )
+    else:
+        checked.pop("default_branch", None)
+    return checked
+
+
 def _repository(summary: Payload, installation: Installation | None) -> Repository:
-    """Upsert a repository by GitHub id, so a rename or transfer keeps its history."""
+    """Upsert a repository by GitHub id, so a rename or transfer keeps its history.
+
+    ``summary`` has been through :func:`_summary`."""
     row = db.session.scalar(select(Repository).filter_by(github_id=summary["id"]))
     if row is None:
         row = Repository(github_id=summary["id"], full_name=summary["full_name"])
         db.session.add(row)
-    row.full_name = summary.get("full_name", row.full_name)
+    row.full_name = summary["full_name"]
     row.private = bool(summary.get("private", row.private))
-    if isinstance(summary.get("default_branch"), str):
+    if "default_branch" in summary:
         row.default_branch = summary["default_branch"]
     if installation is not None:
         row.installation = installation
@@ -205,7 +259,7 @@ def _remove(repositories: list[Repository], reason: str) -> str:
 
 
 def _add_repositories(
-    installation: Installation, summaries: Iterable[Payload], *, delivery_id: str
+    installation: Installation, payload: Payload, field: str, *, delivery_id: str
 ) -> str:
     """Upsert repositories, track their default branches, and queue the first syncs.
 
@@ -214,10 +268,14 @@ def _add_repositories(
     committed the rows and then failed before requesting (Redis down, a worker
     killed), its retry still requests them. ``request_sync`` coalesces the rest.
     """
+    summaries = [
+        _summary(item, field=f"{field}[{index}]")
+        for index, item in enumerate(payloads.mappings(payload.get(field), field=field))
+    ]
     repositories: list[Repository] = []
     resumed: set[int] = set()
     for summary in summaries:
-        if not isinstance(summary.get("default_branch"), str):
+        if "default_branch" not in summary:
             existing = db.session.scalar(select(Repository).filter_by(github_id=summary["id"]))
             if existing is None or existing.removed_at is not None:
                 summary = {
@@ -255,7 +313,7 @@ def installation_created(payload: Payload, *, delivery_id: str) -> Outcome:
     installation = _installation(payload)
     installation.deleted_at = None
     return processed(
-        _add_repositories(installation, payload.get("repositories") or (), delivery_id=delivery_id)
+        _add_repositories(installation, payload, "repositories", delivery_id=delivery_id)
     )
 
 
@@ -316,15 +374,17 @@ def installation_refreshed(payload: Payload, *, delivery_id: str) -> Outcome:
 def repositories_added(payload: Payload, *, delivery_id: str) -> Outcome:
     installation = _installation(payload)
     return processed(
-        _add_repositories(
-            installation, payload.get("repositories_added") or (), delivery_id=delivery_id
-        )
+        _add_repositories(installation, payload, "repositories_added", delivery_id=delivery_id)
     )
 
 
 def repositories_removed(payload: Payload, *, delivery_id: str) -> Outcome:
     _installation(payload)
-    ids = [summary["id"] for summary in payload.get("repositories_removed") or ()]
+    field = "repositories_removed"
+    ids = [
+        payloads.github_id(summary.get("id"), field=f"{field}[{index}].id")
+        for index, summary in enumerate(payloads.mappings(payload.get(field), field=field))
+    ]
     repositories = list(db.session.scalars(select(Repository).where(Repository.github_id.in_(ids))))
     reason = _remove(repositories, "the repository was removed from the installation")
     db.session.commit()
@@ -335,10 +395,11 @@ def repositories_removed(payload: Payload, *, delivery_id: str) -> Outcome:
 
 
 def _known_repository(payload: Payload) -> Repository | None:
-    data = payload.get("repository")
-    if not isinstance(data, Mapping):
+    data = payloads.optional_mapping(payload.get("repository"), field="repository")
+    if data is None:
         return None
-    return db.session.scalar(select(Repository).filter_by(github_id=data["id"]))
+    github_id = payloads.github_id(data.get("id"), field="repository.id")
+    return db.session.scalar(select(Repository).filter_by(github_id=github_id))
 
 
 def repository_updated(payload: Payload, *, delivery_id: str) -> Outcome:
@@ -352,7 +413,7 @@ def repository_updated(payload: Payload, *, delivery_id: str) -> Outcome:
         return ignored("repository is not tracked by any installation")
     transferred = payload.get("action") == "transferred"
     claimed = _installation(payload) if transferred and payload.get("installation") else None
-    repository = _repository(payload["repository"], claimed)
+    repository = _repository(_summary(payload["repository"], field="repository"), claimed)
     if transferred and claimed is None:
         repository.installation = None
         _stop(_projects(repository), f"transferred to {repository.full_name}; not synced "
@@ -387,7 +448,7 @@ def ref_deleted(payload: Payload, *, delivery_id: str) -> Outcome:
         return ignored("repository is not tracked by any installation")
     if payload.get("ref_type") != "branch":
         return ignored(f"{payload.get('ref_type')} deleted; only branches are tracked")
-    return _branch_deleted(repository, str(payload["ref"]))
+    return _branch_deleted(repository, payloads.text(payload.get("ref"), field="ref"))
 
 
 def push(payload: Payload, *, delivery_id: str) -> Outcome:
@@ -399,7 +460,7 @@ def push(payload: Payload, *, delivery_id: str) -> Outcome:
     repository = _known_repository(payload)
     if repository is None:
         return ignored("repository is not tracked by any installation")
-    ref = str(payload.get("ref", ""))
+    ref = payloads.text(payload.get("ref", ""), field="ref")
     if not ref.startswith("refs/heads/"):
         return ignored(f"{ref} is not a branch")
     branch = ref.removeprefix("refs/heads/")

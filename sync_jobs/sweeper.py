@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from redis import Redis
 from redis.exceptions import RedisError
@@ -59,6 +60,7 @@ def sweep_deliveries(
     try:
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
         queue = deliveries_queue(redis)
+        result_ttl = current_app.config["DELIVERY_RESULT_TTL_SECONDS"]
         enqueued = 0
         after: tuple[datetime, int] | None = None
         while enqueued < defaults.SWEEP_MAX_ENQUEUED:
@@ -69,7 +71,7 @@ def sweep_deliveries(
                 job_id = delivery_job_id(row.delivery_id)
                 if job_is_live(redis, job_id, started_grace_seconds=DEAD_DELIVERY_JOB_SECONDS):
                     continue
-                enqueue_delivery(queue, delivery_id=row.delivery_id)
+                enqueue_delivery(queue, delivery_id=row.delivery_id, result_ttl=result_ttl)
                 row.status = DeliveryStatus.QUEUED
                 enqueued += 1
             after = (rows[-1].received_at, rows[-1].id)

@@ -84,6 +84,15 @@ class DefaultConfig:
     # A sync that keeps meeting GitHub outages is retried with backoff this long after it
     # was requested before it is marked failed (rate limits never count against it).
     SYNC_RETRY_DEADLINE_SECONDS = defaults.SYNC_RETRY_DEADLINE_SECONDS
+    # Retention: a finished delivery keeps its payload this many days and its row
+    # longer; RQ keeps a finished delivery job this many seconds; a sync's progress
+    # stream lives at most this long once the retention pass (run at this interval)
+    # has seen it.
+    DELIVERY_PAYLOAD_RETENTION_DAYS = defaults.DELIVERY_PAYLOAD_RETENTION_DAYS
+    DELIVERY_RETENTION_DAYS = defaults.DELIVERY_RETENTION_DAYS
+    DELIVERY_RESULT_TTL_SECONDS = defaults.DELIVERY_RESULT_TTL_SECONDS
+    SYNC_EVENTS_RETENTION_SECONDS = defaults.SYNC_EVENTS_RETENTION_SECONDS
+    RETENTION_INTERVAL_SECONDS = defaults.RETENTION_INTERVAL_SECONDS
     # Logs: the lowest level written, and json (one object a line, for log pipelines)
     # or text (for people reading a terminal).
     LOG_LEVEL = "INFO"
@@ -257,6 +266,24 @@ def _access_settings(environ: Mapping[str, str], settings: dict[str, Any]) -> No
         )
 
 
+REDELIVERY_WINDOW_DAYS = 3
+"""GitHub redelivers deliveries of the last three days; a row must outlive that so a
+redelivery is recognised as a duplicate."""
+
+
+def _check_retention(settings: Mapping[str, Any]) -> None:
+    rows = settings.get("DELIVERY_RETENTION_DAYS", DefaultConfig.DELIVERY_RETENTION_DAYS)
+    payloads = settings.get(
+        "DELIVERY_PAYLOAD_RETENTION_DAYS", DefaultConfig.DELIVERY_PAYLOAD_RETENTION_DAYS
+    )
+    if rows < max(REDELIVERY_WINDOW_DAYS, payloads):
+        raise ConfigError(
+            "DELIVERY_RETENTION_DAYS",
+            f"must be at least {REDELIVERY_WINDOW_DAYS} (GitHub's redelivery window) and at "
+            f"least DELIVERY_PAYLOAD_RETENTION_DAYS ({payloads}), got {rows}",
+        )
+
+
 def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read and check every setting; return only those the environment sets.
 
@@ -289,9 +316,15 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         "RECONCILE_INTERVAL_SECONDS",
         "REDELIVER_INTERVAL_SECONDS",
         "SYNC_RETRY_DEADLINE_SECONDS",
+        "DELIVERY_PAYLOAD_RETENTION_DAYS",
+        "DELIVERY_RETENTION_DAYS",
+        "DELIVERY_RESULT_TTL_SECONDS",
+        "SYNC_EVENTS_RETENTION_SECONDS",
+        "RETENTION_INTERVAL_SECONDS",
     ):
         if value := environ.get(name):
             settings[name] = _positive_int(name, value)
+    _check_retention(settings)
     if value := environ.get("LOG_LEVEL"):
         settings["LOG_LEVEL"] = _choice("LOG_LEVEL", value, LOG_LEVELS, upper=True)
     if value := environ.get("LOG_FORMAT"):

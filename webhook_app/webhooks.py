@@ -10,7 +10,14 @@ it later; ``ignored`` for events nothing handles), 200 ``duplicate`` for a deliv
 seen before, 200 with the zen for ``ping``, 400/401/413 with a JSON ``error`` saying
 what is wrong, 503 with ``Retry-After`` when the database is unreachable (nothing is
 stored; the reconciler asks GitHub to redeliver) or in setup mode (no secret to
-verify with).
+verify with). A 4xx is never a database's doing: every value the row gets is checked
+first (:mod:`webhook_app.events`), so 503 means an outage and nothing else.
+
+A signed delivery whose body can be stored but not used (see ``events``) is stored as
+``rejected`` with the reason, never queued, and answered 400 with that reason and
+``"status": "rejected"``: the person debugging their App finds it both in GitHub's
+delivery log and on the row, and the failed-delivery reconciler, which skips stored
+deliveries, does not ask for it again.
 
 Every answer is counted (``project_sync_deliveries_received_total{event,outcome}``):
 one more pipelined Redis round trip per delivery, after the answer is decided. The
@@ -29,7 +36,7 @@ from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from rq import Queue
 from sqlalchemy import insert, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from models import DeliveryStatus, WebhookDelivery, db
 from models.base import utcnow
@@ -101,7 +108,8 @@ def _store(delivery: events.Delivery, status: DeliveryStatus, reason: str | None
         "hook_id": delivery.hook_id,
         "installation_github_id": delivery.installation_github_id,
         "repository_github_id": delivery.repository_github_id,
-        "payload": delivery.payload_text,
+        "payload": delivery.body_text,
+        "form_encoded": delivery.form_encoded,
         "status": status,
         "status_reason": reason,
         "attempts": 0,
@@ -170,10 +178,17 @@ def receive() -> ResponseReturnValue:
     return response
 
 
+def _rejected(delivery: events.Delivery, reason: str) -> Response:
+    answer = {"error": reason, "status": "rejected", "delivery_id": delivery.delivery_id}
+    return _answer(400, answer)
+
+
 def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
     """Store and queue a verified delivery; the answer and how to count it."""
     answer: dict[str, Any]
-    if delivery.event == routing.PING_EVENT:
+    if delivery.rejection is not None:
+        status, reason = DeliveryStatus.REJECTED, delivery.rejection
+    elif delivery.event == routing.PING_EVENT:
         status, reason = DeliveryStatus.PROCESSED, "ping"
     elif routing.handles(delivery.event):
         status, reason = DeliveryStatus.QUEUED, None
@@ -183,8 +198,16 @@ def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
     try:
         _store(delivery, status, reason)
     except IntegrityError:
+        if status == DeliveryStatus.REJECTED:
+            return _rejected(delivery, str(reason)), DeliveryOutcome.REJECTED
         answer = {"status": "duplicate", "delivery_id": delivery.delivery_id}
         return _answer(200, answer), DeliveryOutcome.DUPLICATE
+    except (DataError, ValueError) as exc:
+        # The checks in events should make this unreachable; if a value still slips
+        # through, the sender hears what it was rather than a retry-inviting 503.
+        log.error("delivery %s refused by the database: %s", delivery.delivery_id, exc)
+        message = f"the database cannot store this delivery: {type(exc).__name__}"
+        return _answer(400, {"error": message}), DeliveryOutcome.REJECTED
     except SQLAlchemyError as exc:
         log.warning("delivery %s not stored, database unavailable: %s", delivery.delivery_id, exc)
         return _answer(
@@ -193,6 +216,9 @@ def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
             **{"Retry-After": str(defaults.DATABASE_RETRY_AFTER_SECONDS)},
         ), DeliveryOutcome.UNAVAILABLE
 
+    if status == DeliveryStatus.REJECTED:
+        log.warning("delivery %s stored as rejected: %s", delivery.delivery_id, reason)
+        return _rejected(delivery, str(reason)), DeliveryOutcome.REJECTED
     if delivery.event == routing.PING_EVENT:
         answer = {"status": "pong", "zen": delivery.data.get("zen")}
         return _answer(200, answer), DeliveryOutcome.ACCEPTED
@@ -200,7 +226,11 @@ def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
         answer = {"status": "ignored", "delivery_id": delivery.delivery_id, "reason": reason}
         return _answer(202, answer), DeliveryOutcome.ACCEPTED
     try:
-        enqueue_delivery(_queue(), delivery_id=delivery.delivery_id)
+        enqueue_delivery(
+            _queue(),
+            delivery_id=delivery.delivery_id,
+            result_ttl=current_app.config["DELIVERY_RESULT_TTL_SECONDS"],
+        )
     except RedisError as exc:
         log.warning("delivery %s stored, not queued: %s", delivery.delivery_id, exc)
         _mark_pending(delivery.delivery_id)

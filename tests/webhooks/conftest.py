@@ -105,6 +105,20 @@ def run_delivery_jobs(app: Flask) -> int:
         return count
 
 
+def run_delivery_batches(app: Flask) -> int:
+    """Run every queued delivery job as ``python -m sync_jobs.worker`` does: in batches,
+    in this process (burst mode); return how many jobs there were."""
+    from sync_jobs.worker import SyncWorker
+
+    with app.app_context():
+        connection = redis_connection()
+        queue = Queue(DELIVERIES_QUEUE, connection=connection)
+        count = queue.count
+        SyncWorker([queue], connection=connection).work(burst=True)
+        assert queue.count == 0
+        return count
+
+
 def queued_count(app: Flask, name: str = DELIVERIES_QUEUE) -> int:
     with app.app_context():
         return Queue(name, connection=redis_connection()).count

@@ -30,3 +30,12 @@ def record_run(sync_id: int) -> None:
     sync.status = SyncStatus.SUCCEEDED
     sync.finished_at = datetime.now(UTC)
     db.session.commit()
+
+
+def pooled_connections_at_start() -> int:
+    """How many database connections the job's pool already holds when it starts (a
+    horse must hold none of its parent's)."""
+    from sync_jobs.app_context import job_context
+
+    with job_context():
+        return int(db.engine.pool.checkedin())  # type: ignore[attr-defined]

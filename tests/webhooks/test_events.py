@@ -42,7 +42,10 @@ def test_every_recorded_payload_parses(path: Path, form: bool) -> None:
         if "installation" in body
         else True
     )
-    assert json.loads(delivery.payload_text) == body
+    assert delivery.body_text.encode() == raw  # exactly the signed bytes
+    assert delivery.form_encoded is form
+    assert delivery.rejection is None
+    assert delivery.data == body
 
 
 def test_rotated_secret_is_accepted() -> None:
@@ -93,16 +96,32 @@ def test_missing_header_is_named(header: str) -> None:
 @pytest.mark.parametrize(
     ("raw", "content_type", "message"),
     [
-        (b'{"ref": ', "application/json", "not valid JSON"),
-        (b"[1, 2]", "application/json", "not a JSON object"),
         (b"\xff\xfe", "application/json", "not UTF-8"),
-        (b"other=1", "application/x-www-form-urlencoded", "no payload field"),
-        (b"payload=%7Bbroken", "application/x-www-form-urlencoded", "not valid JSON"),
+        (b'{"a": "\x00"}', "application/json", "NUL byte"),
+        (b"payload=%7B%7D&x=\x00", "application/x-www-form-urlencoded", "NUL byte"),
     ],
 )
-def test_malformed_bodies_are_refused(raw: bytes, content_type: str, message: str) -> None:
+def test_bodies_no_row_can_hold_are_refused(
+    raw: bytes, content_type: str, message: str
+) -> None:
     with pytest.raises(MalformedPayloadError, match=message):
         _parse("push", raw, content_type)
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "message"),
+    [
+        (b'{"ref": ', "application/json", "not valid JSON"),
+        (b"[1, 2]", "application/json", "the payload is an array, not a JSON object"),
+        (b"other=1", "application/x-www-form-urlencoded", "no payload field"),
+        (b"payload=%7Bbroken", "application/x-www-form-urlencoded", "not valid JSON"),
+        (b"payload=%7B%22a%22%3A%22%FF%22%7D", "application/x-www-form-urlencoded", "not UTF-8"),
+    ],
+)
+def test_unusable_bodies_are_kept_as_rejected(raw: bytes, content_type: str, message: str) -> None:
+    delivery = _parse("push", raw, content_type)
+    assert delivery.rejection is not None and message in delivery.rejection
+    assert delivery.body_text.encode() == raw
 
 
 def test_unknown_fields_and_actions_are_kept_as_plain_json() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -45,7 +44,9 @@ def test_handled_delivery_is_stored_then_queued(
     assert row.status == DeliveryStatus.QUEUED
     assert row.installation_github_id == 31337
     assert row.hook_id == 77
-    assert json.loads(row.payload) == body
+    raw, _content_type = encode(body, form=form)
+    assert row.payload is not None and row.payload.encode() == raw  # the signed bytes
+    assert row.form_encoded is form
     with app.app_context():
         job = Job.fetch(delivery_job_id(delivery_id), connection=redis_connection())
         assert job.args == (delivery_id,)
@@ -154,14 +155,19 @@ def test_missing_github_header_is_400_naming_it(
     ],
     ids=["json", "form"],
 )
-def test_malformed_body_is_400(
+def test_malformed_body_is_400_and_kept_as_rejected(
     app: Flask, client: FlaskClient, raw: bytes, content_type: str
 ) -> None:
     headers = signed_headers("push", raw, content_type)
     response = client.post("/webhooks/github", data=raw, headers=headers)
     assert response.status_code == 400
     assert "payload is not valid JSON" in response.json["error"]
-    assert stored(app) == []
+    assert response.json["status"] == "rejected"
+    [row] = stored(app)
+    assert row.status == DeliveryStatus.REJECTED
+    assert row.status_reason == response.json["error"]
+    assert row.payload is not None and row.payload.encode() == raw
+    assert queued_count(app) == 0
 
 
 @pytest.fixture
@@ -306,7 +312,7 @@ def test_enqueue_writes_what_rq_enqueue_call_writes(app: Flask) -> None:
             PROCESS_DELIVERY,
             args=("ours",),
             job_id="reference-job",
-            result_ttl=defaults.RESULT_TTL_SECONDS,
+            result_ttl=defaults.DELIVERY_RESULT_TTL_SECONDS,
             failure_ttl=defaults.FAILURE_TTL_SECONDS,
             retry=Retry(
                 max=defaults.DELIVERY_MAX_ATTEMPTS - 1,
