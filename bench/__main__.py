@@ -15,6 +15,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = [
     ("webhook receiver", ["bench.webhooks", "--json", str(RESULTS / "webhooks.json")]),
     ("sync engine", ["bench.sync"]),
+    ("faults", ["bench.faults", "--json", str(RESULTS / "faults.json")]),
 ]
 
 
