@@ -22,10 +22,11 @@ DELIVERY_MAX_ATTEMPTS = 3
 DELIVERY_RETRY_INTERVALS_SECONDS = (10, 60)
 """Waits between those runs; a transient database or GitHub error usually clears."""
 
-DELIVERY_RESULT_TTL_SECONDS = 10 * 60
-"""Default of the setting: how long RQ keeps a finished delivery job. The delivery row
-is the lasting record; at 100 deliveries/s RQ's usual 24 h would keep 8.6 million
-job hashes (several GB of Redis)."""
+JOB_RESULT_TTL_SECONDS = 10 * 60
+"""Default of the setting: the longest RQ keeps a finished or failed job of ours.
+Delivery jobs are written with it; the retention pass trims other jobs (syncs,
+restores) down to it. The rows are the lasting record; at 100 pushes/s RQ's usual
+24 h would keep millions of job hashes (several GB of Redis)."""
 
 DELIVERY_BATCH_SIZE = 100
 """Delivery jobs a worker takes from the queue at once and processes in its own

@@ -82,14 +82,14 @@ _RETRY = Retry(
 
 
 def enqueue_delivery(
-    queue: Queue, *, delivery_id: str, result_ttl: int = defaults.DELIVERY_RESULT_TTL_SECONDS
+    queue: Queue, *, delivery_id: str, result_ttl: int = defaults.JOB_RESULT_TTL_SECONDS
 ) -> Job:
     """Queue the processing of one stored delivery, under the delivery's own job id.
 
     Enqueueing again under the same id replaces a finished or failed job of that
     delivery, which is what a sweep wants; a live one is never replaced because the
     sweeper checks first. ``result_ttl`` is how long RQ keeps the finished job (the
-    row is the lasting record; ``DELIVERY_RESULT_TTL_SECONDS`` is the setting).
+    row is the lasting record; ``JOB_RESULT_TTL_SECONDS`` is the setting).
 
     RQ builds and serialises the job (``create_job``, ``to_dict``); this writes what
     ``Queue.enqueue_call`` would for a job without dependencies, in one round trip of

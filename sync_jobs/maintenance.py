@@ -43,6 +43,7 @@ from models.base import discard_session
 from sync_jobs import defaults, metrics
 from sync_jobs.keys import maintenance_lock_key
 from sync_jobs.redis_client import redis_connection
+from sync_jobs.retention import run_retention_pass
 from sync_jobs.scheduling import delete_if_equal
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ def passes_for(app: Flask) -> list[MaintenancePass]:
         MaintenancePass("repair", _repair, float(config["REPAIR_INTERVAL_SECONDS"])),
         MaintenancePass("reconcile", _reconcile, float(config["RECONCILE_INTERVAL_SECONDS"])),
         MaintenancePass("redeliver", _redeliver, float(config["REDELIVER_INTERVAL_SECONDS"])),
+        MaintenancePass(
+            "retention", run_retention_pass, float(config["RETENTION_INTERVAL_SECONDS"])
+        ),
     ]
 
 

@@ -60,7 +60,7 @@ def sweep_deliveries(
     try:
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
         queue = deliveries_queue(redis)
-        result_ttl = current_app.config["DELIVERY_RESULT_TTL_SECONDS"]
+        result_ttl = current_app.config["JOB_RESULT_TTL_SECONDS"]
         enqueued = 0
         after: tuple[datetime, int] | None = None
         while enqueued < defaults.SWEEP_MAX_ENQUEUED:

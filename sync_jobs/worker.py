@@ -14,7 +14,7 @@ worker takes a delivery job it takes up to ``DELIVERY_BATCH_SIZE`` more from the
 queue with one LPOP, marks them started in one pipeline, processes them with
 :func:`sync_jobs.deliveries.process_deliveries` (each under the job's timeout, their
 outcomes written in one transaction) and ends them in one more pipeline: finished
-(kept ``DELIVERY_RESULT_TTL_SECONDS``), scheduled again by the job's ``Retry`` after a
+(kept ``JOB_RESULT_TTL_SECONDS``), scheduled again by the job's ``Retry`` after a
 transient error, or failed. Each delivery keeps its own RQ job, so the sweeper's view
 (``job_is_live``) is unchanged: a claimed job is ``started`` from the moment it is
 taken, and one whose worker died is swept again after ``DEAD_DELIVERY_JOB_SECONDS``.
@@ -180,7 +180,7 @@ def _end_delivery_job(job: Job, attempt: Attempt, queue: Queue, pipe: Any) -> No
     if attempt.verdict is Verdict.DONE:
         job.set_status(JobStatus.FINISHED, pipeline=pipe)
         pipe.hset(job.key, "ended_at", ended)
-        ttl = job.result_ttl if job.result_ttl is not None else defaults.DELIVERY_RESULT_TTL_SECONDS
+        ttl = job.result_ttl if job.result_ttl is not None else defaults.JOB_RESULT_TTL_SECONDS
         job.cleanup(ttl, pipeline=pipe, remove_from_queue=False)
         if ttl != 0:
             queue.finished_job_registry.add(job, ttl, pipeline=pipe)

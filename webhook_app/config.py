@@ -84,13 +84,13 @@ class DefaultConfig:
     # A sync that keeps meeting GitHub outages is retried with backoff this long after it
     # was requested before it is marked failed (rate limits never count against it).
     SYNC_RETRY_DEADLINE_SECONDS = defaults.SYNC_RETRY_DEADLINE_SECONDS
-    # Retention: a finished delivery keeps its payload this many days and its row
-    # longer; RQ keeps a finished delivery job this many seconds; a sync's progress
-    # stream lives at most this long once the retention pass (run at this interval)
-    # has seen it.
+    # Retention, applied by the maintenance process's retention pass (run at this
+    # interval): a finished delivery keeps its payload this many days and its row
+    # longer; RQ keeps a finished or failed job at most this many seconds; a sync's
+    # progress stream lives at most this long once the pass has seen it.
     DELIVERY_PAYLOAD_RETENTION_DAYS = defaults.DELIVERY_PAYLOAD_RETENTION_DAYS
     DELIVERY_RETENTION_DAYS = defaults.DELIVERY_RETENTION_DAYS
-    DELIVERY_RESULT_TTL_SECONDS = defaults.DELIVERY_RESULT_TTL_SECONDS
+    JOB_RESULT_TTL_SECONDS = defaults.JOB_RESULT_TTL_SECONDS
     SYNC_EVENTS_RETENTION_SECONDS = defaults.SYNC_EVENTS_RETENTION_SECONDS
     RETENTION_INTERVAL_SECONDS = defaults.RETENTION_INTERVAL_SECONDS
     # Logs: the lowest level written, and json (one object a line, for log pipelines)
@@ -318,7 +318,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         "SYNC_RETRY_DEADLINE_SECONDS",
         "DELIVERY_PAYLOAD_RETENTION_DAYS",
         "DELIVERY_RETENTION_DAYS",
-        "DELIVERY_RESULT_TTL_SECONDS",
+        "JOB_RESULT_TTL_SECONDS",
         "SYNC_EVENTS_RETENTION_SECONDS",
         "RETENTION_INTERVAL_SECONDS",
     ):

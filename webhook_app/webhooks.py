@@ -229,7 +229,7 @@ def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
         enqueue_delivery(
             _queue(),
             delivery_id=delivery.delivery_id,
-            result_ttl=current_app.config["DELIVERY_RESULT_TTL_SECONDS"],
+            result_ttl=current_app.config["JOB_RESULT_TTL_SECONDS"],
         )
     except RedisError as exc:
         log.warning("delivery %s stored, not queued: %s", delivery.delivery_id, exc)

@@ -76,7 +76,7 @@ def test_pushes_are_processed_in_this_process_without_a_fork(
         redis = redis_connection()
         some = Job.fetch(delivery_job_id(next(iter(statuses(app)))), connection=redis)
         assert some.get_status() == JobStatus.FINISHED
-        assert 0 < redis.ttl(some.key) <= app.config["DELIVERY_RESULT_TTL_SECONDS"]
+        assert 0 < redis.ttl(some.key) <= app.config["JOB_RESULT_TTL_SECONDS"]
 
 
 def test_a_batch_that_runs_out_of_time_queues_the_rest_again_in_order(app: Flask) -> None:

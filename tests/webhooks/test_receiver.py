@@ -312,7 +312,7 @@ def test_enqueue_writes_what_rq_enqueue_call_writes(app: Flask) -> None:
             PROCESS_DELIVERY,
             args=("ours",),
             job_id="reference-job",
-            result_ttl=defaults.DELIVERY_RESULT_TTL_SECONDS,
+            result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
             failure_ttl=defaults.FAILURE_TTL_SECONDS,
             retry=Retry(
                 max=defaults.DELIVERY_MAX_ATTEMPTS - 1,
