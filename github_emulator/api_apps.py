@@ -83,12 +83,14 @@ def create_access_token(ctx: Context, installation_id: int) -> Any:
         if len(narrowed) < len(names) + len(ids):
             raise UnprocessableError("There is at least one repository that does not "
                                      "exist or is not accessible to the parent installation.")
+    permissions = dict(body.get("permissions") or installation.permissions)
     token = issue_token(state, ttl=ctx.emulator.knobs.token_ttl,
                         prefix=TOKEN_PREFIX_INSTALLATION, installation_id=installation.id,
                         repository_ids=narrowed)
+    token.permissions = permissions
     result: dict[str, Any] = {
         "token": token.token, "expires_at": shapes.iso(token.expires_at),
-        "permissions": dict(body.get("permissions") or installation.permissions),
+        "permissions": permissions,
         "repository_selection": "selected" if narrowed is not None
         else installation.repository_selection,
     }

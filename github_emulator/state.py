@@ -139,6 +139,7 @@ class AccessToken:
     installation_id: int | None = None
     user_login: str | None = None
     repository_ids: set[int] | None = None  # narrowed at creation, None = all visible
+    permissions: dict[str, str] | None = None  # what an installation token was granted
     app_id: int | None = None  # the App a user token was issued through
     refresh_token: str | None = None  # issued with an expiring user token
 
