@@ -100,7 +100,9 @@ def issue_token(state: EmulatorState, *, ttl: int, prefix: str,
                 repository_ids: set[int] | None = None, app_id: int | None = None,
                 refresh_token: str | None = None) -> AccessToken:
     """Mint a token (``ghs_`` installation, ``gho_`` user) valid for ``ttl`` seconds."""
-    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl)
+    # Exact to the microsecond: the answer shows whole seconds (rounded down, so clients
+    # renew a moment early), and a short test TTL is not cut by up to a second.
+    expires = datetime.now(UTC) + timedelta(seconds=ttl)
     token = AccessToken(token_text(prefix), expires,
                         installation_id=installation_id, user_login=user_login,
                         repository_ids=repository_ids, app_id=app_id,
