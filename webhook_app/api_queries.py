@@ -59,8 +59,15 @@ def visible_projects() -> list[Project]:
     return sorted(projects, key=lambda p: (p.repository.full_name.lower(), p.branch))
 
 
+ROW_ID_LIMIT = 2**31
+"""Row ids are INTEGER columns: a larger id in a request names no row, and is answered
+404 before the database, which refuses it (a 500 otherwise), sees it."""
+
+
 def visible_project(project_id: int) -> Project:
     """The project if the current person may see it; :class:`NotVisibleError` otherwise."""
+    if not 0 < project_id < ROW_ID_LIMIT:
+        raise NotVisibleError(f"No project {project_id}.")
     query = restrict_to_visible(select(Project).where(Project.id == project_id), current_access())
     project = db.session.scalar(query)
     if project is None:
@@ -84,7 +91,7 @@ def actionable_project(project_id: int) -> Project:
 
 def visible_sync(sync_id: int) -> ProjectSync:
     """A sync whose project the current person may see; :class:`NotVisibleError` otherwise."""
-    sync = db.session.get(ProjectSync, sync_id)
+    sync = db.session.get(ProjectSync, sync_id) if 0 < sync_id < ROW_ID_LIMIT else None
     if sync is None:
         raise NotVisibleError(f"No sync {sync_id}.")
     try:
@@ -97,7 +104,7 @@ def visible_sync(sync_id: int) -> ProjectSync:
 def sync_of_project(project: Project, sync_id: int, *, in_lineage: bool) -> ProjectSync:
     """Sync ``sync_id`` of ``project``: 404 if it belongs to another project, 409 if it is
     not a successful sync but one is needed (state at a sync, restore)."""
-    sync = db.session.get(ProjectSync, sync_id)
+    sync = db.session.get(ProjectSync, sync_id) if 0 < sync_id < ROW_ID_LIMIT else None
     if sync is None or sync.project_id != project.id:
         raise NotVisibleError(f"Project {project.id} has no sync {sync_id}.")
     if in_lineage and sync.sequence is None:
