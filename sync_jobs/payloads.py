@@ -117,7 +117,10 @@ def read_document(text: str) -> dict[str, Any]:
         raise InvalidPayloadError(f"the payload is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidPayloadError(f"the payload is {json_kind(document)}, not a JSON object")
-    if _deeper_than(document, MAX_DEPTH):
+    # Nesting can be no deeper than the number of opening brackets (C-speed counts);
+    # only a document with more of them than the limit is walked.
+    brackets = text.count("{") + text.count("[")
+    if brackets > MAX_DEPTH and _deeper_than(document, MAX_DEPTH):
         raise InvalidPayloadError(f"the payload nests deeper than {MAX_DEPTH} levels")
     return document
 
