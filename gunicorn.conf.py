@@ -59,6 +59,9 @@ logger_class = JsonLogger
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     """In setup mode, print the one-time setup code /setup asks for (every worker prints
     the same code; it lives in Redis)."""
+    from flask import Flask
+
     from webhook_app.setup import announce_setup_code
 
-    announce_setup_code(worker.wsgi)
+    if isinstance(worker.wsgi, Flask):  # not gunicorn's stand-in for an app that failed
+        announce_setup_code(worker.wsgi)

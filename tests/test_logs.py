@@ -29,6 +29,7 @@ from sync_jobs.logs import configure_logging, current_context, log_context, reda
 from tests.conftest import base_settings, reset_redis
 from tests.webhooks.conftest import free_port
 from webhook_app import create_app
+from webhook_app.access import ROUTE_RULES, RouteRule
 from webhook_app.config import settings_from_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -422,9 +423,13 @@ def test_gunicorn_lines_are_json_and_its_access_log_redacted(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_an_unhandled_exception_is_one_redacted_json_line(app: Flask) -> None:
+def test_an_unhandled_exception_is_one_redacted_json_line(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Flask's own error log (an unhandled exception in a view) has the same shape."""
     configure_logging("INFO")
+    # Every endpoint needs an access rule or it is refused before the view runs.
+    monkeypatch.setitem(ROUTE_RULES, "boom", RouteRule.PUBLIC)
 
     @app.get("/_boom")
     def boom() -> str:

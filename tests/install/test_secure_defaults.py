@@ -186,3 +186,22 @@ def test_sign_in_configured_means_nothing_for_anonymous_even_on_127_0_0_1(
     assert client.get("/api/v1/projects").status_code == 401
     assert client.get("/").status_code == 302
     assert 'id="dashboard-notice"' not in client.get("/setup").text
+
+
+def test_database_errors_carry_no_values(app: Flask) -> None:
+    """SQLAlchemy's error text (it reaches the logs) never shows bound parameters."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from models import Installation
+    from webhook_app.database import receiver_engine
+
+    with app.app_context():
+        row = {"github_id": 7, "account_login": "payload-value-41f3"}
+        db.session.execute(insert(Installation).values(**row))
+        db.session.commit()
+        for engine in (db.engine, receiver_engine()):
+            with pytest.raises(IntegrityError) as caught, engine.begin() as conn:
+                conn.execute(insert(Installation).values(**row))
+            assert "payload-value-41f3" not in str(caught.value)
+            assert "hide_parameters" in str(caught.value)
