@@ -23,6 +23,7 @@ a skip (a failure with ``CI=true``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import secrets
@@ -100,7 +101,8 @@ def wait_until(
     """Poll until ``check`` returns something truthy; raise naming ``what``.
 
     Exceptions from ``check`` count as "not yet" (a service may be down on purpose)
-    and the last one is part of the message.
+    and the last one is part of the message; an ``AssertionError`` is a verdict and
+    ends the wait at once.
     """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -109,6 +111,8 @@ def wait_until(
             result = check()
             if result:
                 return result
+        except AssertionError:
+            raise  # the check found something wrong for good
         except Exception as exc:  # a service down on purpose answers with errors
             last_error = exc
         if time.monotonic() >= deadline:
@@ -793,7 +797,7 @@ class FaultStack:
         made: list[Repo] = []
         for start in range(0, len(named), 4):  # git is most of it: a few at a time
             batch = named[start:start + 4]
-            made += run_in_threads([lambda n=n, s=s: create(n, s) for n, s in batch])
+            made += run_in_threads([functools.partial(create, n, s) for n, s in batch])
         with self._lock:
             self.repos.extend(made)
         return made
@@ -862,16 +866,16 @@ class FaultStack:
         return self.query(read)
 
     def last_event(self, sync_id: int) -> ProgressEvent | None:
-        entries = self.redis.xrevrange(sync_events_key(sync_id), count=1)
+        entries: list[Any] = self.redis.xrevrange(  # type: ignore[assignment]
+            sync_events_key(sync_id), count=1
+        )
         if not entries:
             return None
         return ProgressEvent.from_fields(entries[0][1])
 
     def events(self, sync_id: int) -> list[ProgressEvent]:
-        return [
-            ProgressEvent.from_fields(raw)
-            for _id, raw in self.redis.xrange(sync_events_key(sync_id))
-        ]
+        entries: list[Any] = self.redis.xrange(sync_events_key(sync_id))  # type: ignore[assignment]
+        return [ProgressEvent.from_fields(raw) for _id, raw in entries]
 
     def wait_for_sync(self, project_id: int, *, after: int, timeout: float = 60) -> int:
         """The id of the first sync of the project newer than ``after``."""

@@ -581,7 +581,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              kill_horses_then_workers, workers=4, bench=False),
     Scenario("redis-burst", "Redis restarted empty mid-burst (50 pushes)",
              redis_restart_mid_burst),
-    Scenario("redis-running", "Redis restarted empty, sync running + follow-up queued",
+    Scenario("redis-running", "Redis emptied: a sync running, a follow-up queued",
              redis_restart_with_sync_running_and_follow_up),
     Scenario("redis-all", "Redis restarted empty mid-burst, then under a running sync",
              redis_restarts, bench=False),
@@ -610,6 +610,6 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              secondary_rate_limit),
     Scenario("github-all", "every GitHub fault above at once, one installation each",
              github_misbehaving_every_way, bench=False),
-    Scenario("mixed-load", "4 workers, 20 repos, 300 pushes, duplicates, force pushes",
+    Scenario("mixed-load", "300 pushes, 20 repos, 4 workers, dups, force pushes",
              mixed_load, workers=4),
 ]}

@@ -32,7 +32,8 @@ def test_webhooks_dropped_for_one_repository_then_the_web_process_down(run_scena
     ))
     assert pushes_stored == 0, "a push of the dropped repository reached the app"
     pid = stack.project_of(dropped)
-    trigger = stack.query(lambda: str(db.session.get_one(Project, pid).current_sync.trigger))
+    trigger = stack.query(lambda: str(getattr(db.session.get_one(Project, pid).current_sync,
+                                              "trigger", None)))
     assert trigger == "reconcile", "the dropped repository was not brought up by the reconciler"
 
     failed = set(notes["failed"])
