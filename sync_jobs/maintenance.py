@@ -17,7 +17,8 @@ moments when Redis or the workers are broken. ``CronScheduler.start()`` lets a R
 enqueues need a live worker and a queue that survived. This loop keeps its schedule
 in the process, runs each pass itself, outlives Redis and database outages (a failing
 pass is retried within seconds and said once in the log), and reruns the repair and
-redelivery passes as soon as the database answers again after an outage. Several
+redelivery passes as soon as the database answers again after an outage (redelivery
+once the deliveries refused during the outage are past GitHub's own attempt). Several
 maintenance processes may run: a Redis lock per pass lets one at a time run it.
 """
 
@@ -163,6 +164,18 @@ def _run_and_schedule(redis: Redis, maintenance_pass: MaintenancePass) -> bool:
     return recovered_database
 
 
+def _after_database_outage(passes: list[MaintenancePass]) -> None:
+    """Repair now, and redeliver as soon as the deliveries answered 503 during the outage
+    are past the redelivery grace period (GitHub may still be attempting them), rather
+    than at the next interval."""
+    now = time.monotonic()
+    for other in passes:
+        if other.name == "repair":
+            other.next_due = 0.0
+        elif other.name == "redeliver":
+            other.next_due = min(other.next_due, now + defaults.REDELIVERY_GRACE_SECONDS + 1)
+
+
 def run_forever(app: Flask, stop: threading.Event) -> None:
     """Run every pass when it is due until ``stop`` is set."""
     with app.app_context():
@@ -177,11 +190,7 @@ def run_forever(app: Flask, stop: threading.Event) -> None:
             if stop.is_set() or time.monotonic() < maintenance_pass.next_due:
                 continue
             if _run_due(app, redis, maintenance_pass):
-                # Deliveries answered 503 and syncs that could not reschedule themselves
-                # while the database was down are repaired now, not at the next interval.
-                for other in passes:
-                    if other.name in ("repair", "redeliver"):
-                        other.next_due = 0.0
+                _after_database_outage(passes)
         stop.wait(defaults.MAINTENANCE_TICK_SECONDS)
     log.info("maintenance stopped")
 
