@@ -1,15 +1,18 @@
 # The two commands a new machine needs: `make run` and `make test`.
 # Everything else here is for working on the project.
 
-.PHONY: run test lint typecheck pytest bench lock install demo-emulator
+.PHONY: run test lint typecheck pytest bench lock install browser demo-emulator
 
 run: install  ## start Redis (if needed), migrations, web and worker; a demo GitHub if no App is configured
 	.venv/bin/python -m scripts.run
 
-test: install lint typecheck pytest  ## everything CI checks
+test: install browser lint typecheck pytest  ## everything CI checks
 
 install:
 	scripts/bootstrap.sh --extra dev
+
+browser:  ## Debian's Chromium for tests/browser (installed if missing and allowed)
+	scripts/ensure_chromium.sh
 
 lint:
 	.venv/bin/ruff check .
