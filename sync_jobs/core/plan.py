@@ -13,6 +13,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sync_jobs.core.content import DecodedText, decode_text, is_binary
 from sync_jobs.core.tree import MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK
 
 
@@ -70,21 +71,45 @@ def choose_fetch(needed: int, total_files: int, costs: FetchCosts) -> FetchStrat
 
 
 class ContentKind(StrEnum):
-    TEXT = "text"
-    BINARY = "binary"  # a NUL byte or not valid UTF-8
+    TEXT = "text"  # everything git calls text, in any encoding
+    BINARY = "binary"  # git's rule: a NUL byte in the first 8,000 bytes
     OVERSIZED = "oversized"  # larger than SYNC_MAX_BLOB_BYTES
 
 
-def classify_content(data: bytes, *, max_bytes: int) -> tuple[ContentKind, str | None]:
-    """Decide whether a blob's content is stored, and decode it when it is."""
+@dataclass(frozen=True)
+class BlobContent:
+    """What a blob is, and for text its characters and the codec that gives it back."""
+
+    kind: ContentKind
+    decoded: DecodedText | None = None
+
+    @property
+    def column_text(self) -> str | None:
+        """The text a text column can hold exactly, or None.
+
+        A text column holds the decoded characters; a NUL cannot be stored in
+        PostgreSQL's ``text`` at all, so text with a NUL after git's first 8,000 bytes
+        has none until the blob row has a column for raw bytes.
+        """
+        if self.decoded is None or "\0" in self.decoded.text:
+            return None
+        return self.decoded.text
+
+
+def read_content(data: bytes, *, max_bytes: int) -> BlobContent:
+    """Decide whether a blob is text by git's rule, and decode it when it is (see
+    :mod:`sync_jobs.core.content` for the rule and the encodings)."""
     if len(data) > max_bytes:
-        return ContentKind.OVERSIZED, None
-    if b"\0" in data:
-        return ContentKind.BINARY, None
-    try:
-        return ContentKind.TEXT, data.decode("utf-8")
-    except UnicodeDecodeError:
-        return ContentKind.BINARY, None
+        return BlobContent(ContentKind.OVERSIZED)
+    if is_binary(data):
+        return BlobContent(ContentKind.BINARY)
+    return BlobContent(ContentKind.TEXT, decode_text(data))
+
+
+def classify_content(data: bytes, *, max_bytes: int) -> tuple[ContentKind, str | None]:
+    """The blob's kind and the text its row stores (:attr:`BlobContent.column_text`)."""
+    content = read_content(data, max_bytes=max_bytes)
+    return content.kind, content.column_text
 
 
 def tar_member_path(name: str) -> str | None:
