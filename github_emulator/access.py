@@ -6,10 +6,25 @@ cannot learn that a private repository exists; the helpers here do the same.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 from .auth import Caller, CallerKind
 from .dispatch import Context
 from .errors import ForbiddenError, NotFoundError, UnauthorizedError
-from .state import GitHubApp, Installation, RepositoryRecord
+from .state import ROLES, GitHubApp, Installation, RepositoryRecord
+
+
+class GitAccess(IntEnum):
+    """What a caller may do to a repository over git, weakest first (ordered, so a
+    service's need compares with ``>=``)."""
+
+    NONE = 0
+    READ = 1  # fetch and clone
+    WRITE = 2  # push
+
+
+WRITE_ROLES = ROLES[ROLES.index("write"):]
+"""Repository roles that may push."""
 
 
 def require_app(ctx: Context) -> GitHubApp:
@@ -76,3 +91,25 @@ def visible_repository(ctx: Context, owner: str, name: str) -> RepositoryRecord:
     if repo is None or not can_see(ctx, repo):
         raise NotFoundError()
     return repo
+
+
+def git_access(ctx: Context, caller: Caller, repo: RepositoryRecord | None) -> GitAccess:
+    """GitHub's rule for git over HTTP: anyone reads a public repository; an
+    installation reads what it sees and writes with ``contents: write``; a person
+    writes with a write role or more and reads with any role."""
+    if repo is None:
+        return GitAccess.NONE
+    public_read = GitAccess.NONE if repo.private else GitAccess.READ
+    if caller.kind is CallerKind.INSTALLATION and caller.installation is not None:
+        if (caller.installation.suspended_at is not None
+                or repo not in installation_repositories(ctx, caller)):
+            return public_read
+        granted = (caller.token.permissions if caller.token and caller.token.permissions
+                   else caller.installation.permissions)
+        return GitAccess.WRITE if granted.get("contents") == "write" else GitAccess.READ
+    if caller.kind is CallerKind.USER and caller.login:
+        role = ctx.emulator.state.repository_role(caller.login, repo)
+        if role in WRITE_ROLES:
+            return GitAccess.WRITE
+        return GitAccess.READ if role is not None else public_read
+    return public_read

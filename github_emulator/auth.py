@@ -112,6 +112,41 @@ def issue_token(state: EmulatorState, *, ttl: int, prefix: str,
     return token
 
 
+def issue_personal_token(state: EmulatorState, *, login: str,
+                         token: str | None = None) -> AccessToken:
+    """A personal access token (``ghp_``) of ``login`` that never expires, as GitHub's
+    "No expiration" tokens; ``token`` fixes its text (the demo's well-known token)."""
+    never = datetime.max.replace(tzinfo=UTC)
+    personal = AccessToken(token or token_text(defaults.TOKEN_PREFIX_PERSONAL), never,
+                           user_login=login)
+    with state.lock:
+        state.tokens[personal.token] = personal
+    return personal
+
+
+def identify_git(state: EmulatorState, authorization: str | None, address: str) -> Caller:
+    """The caller of a git smart HTTP request.
+
+    git sends a token as the password of HTTP Basic; GitHub ignores the username
+    (``x-access-token`` is customary for installation tokens) and accepts no account
+    password, so neither does this. ``Bearer`` works too (``http.extraHeader``). An App
+    JWT cannot fetch or push: 401, as for any credential that is not a live token.
+    """
+    if not authorization:
+        return Caller(CallerKind.ANONYMOUS, address=address)
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credential.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError) as error:
+            raise UnauthorizedError("Bad credentials") from error
+        authorization = f"token {decoded.partition(':')[2]}"
+    caller = identify(state, authorization, address)
+    if caller.kind is not CallerKind.INSTALLATION and caller.kind is not CallerKind.USER:
+        raise UnauthorizedError("Bad credentials")
+    return caller
+
+
 def identify(state: EmulatorState, authorization: str | None, address: str) -> Caller:
     """Resolve the ``Authorization`` header. A JWT is recognised by its two dots; any
     other bearer or ``token`` credential must be a live token the emulator issued."""

@@ -105,3 +105,33 @@ EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 ZERO_SHA = "0" * 40
 """What git and GitHub write for "no commit" in ``before``/``after``."""
+
+TOKEN_PREFIX_PERSONAL = "ghp_"
+"""GitHub's prefix for personal access tokens (classic)."""
+
+DEMO_LOGIN = "demo"
+"""The person who owns the demo repository (``demo/sample``)."""
+
+DEMO_PERSONAL_TOKEN = "ghp_DemoTokenForTheLocalGitHubEmulator00"
+"""A personal access token of ``demo`` that every emulator accepts, for the REST API
+and for git over HTTP (``http://demo:<token>@127.0.0.1:8765/demo/sample.git``). It is
+printed in the README on purpose: the emulator serves loopback demos and tests only."""
+
+GIT_AUTH_REALM = "GitHub"
+"""Realm of the ``WWW-Authenticate: Basic`` challenge git's credential helpers see."""
+
+GIT_SERVER_CONFIG = (
+    ("uploadpack.allowFilter", "true"),
+    ("uploadpack.allowAnySHA1InWant", "true"),
+    ("http.uploadpack", "true"),
+    ("http.receivepack", "true"),
+)
+"""What github.com allows over smart HTTP: partial clone filters and any object in a
+``want``; receive-pack is on because the emulator has checked write access first."""
+
+GIT_STREAM_CHUNK_BYTES = 64 * 1024
+"""Most bytes read from git at a time while a pack streams to the client."""
+
+GIT_BACKEND_EXIT_SECONDS = 30.0
+"""How long a finished or abandoned ``git http-backend`` may take to exit before it is
+killed (a push's post-receive hook sends its webhooks in that time)."""

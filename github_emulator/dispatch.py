@@ -4,7 +4,9 @@ For an API request the order is GitHub's: latency, injected fault, authenticatio
 (401), secondary then primary rate limit (429/403), the handler, ``ETag`` and
 ``304 Not Modified`` (which spends no budget), then rate-limit headers and the
 request counter. Web pages (OAuth, manifest) and the archive host skip rate limits;
-``/_emulator`` control calls skip everything and are never counted.
+git's smart HTTP skips the API's authentication and rate limits (its handlers check
+Basic credentials as git sends them) and is counted apart; ``/_emulator`` control
+calls skip everything and are never counted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Surface(StrEnum):
 
     API = "api"  # api.github.com: auth, rate limits, ETags, counters
     WEB = "web"  # github.com pages and codeload: counted, never rate limited
+    GIT = "git"  # smart HTTP: counted apart, handlers authenticate as git does
     INTERNAL = "internal"  # /_emulator control endpoints
 
 
@@ -162,6 +165,10 @@ class EmulatorApp:
             return self._finish(request, route, error_response(ApiError(message,
                                                                         status=status)), None)
         address = request.remote_addr or ""
+        if route.surface is Surface.GIT:
+            anonymous = Caller(CallerKind.ANONYMOUS, address=address)
+            return self._finish(request, route, self._run(route, request, params, anonymous),
+                                None)
         try:
             caller = identify(self.emulator.state, request.headers.get("Authorization"),
                               address)
@@ -215,7 +222,20 @@ class EmulatorApp:
                         caller.rate_key, authenticated=caller.authenticated).items():
                     response.headers[name] = value
         label = route.label if route else f"{request.method} (unmatched)"
+        if surface is Surface.GIT:
+            self._count_git(request, label, response)
+            return response
         size = 0 if response.is_streamed else len(response.get_data())
         self.emulator.counter.record(label, status=response.status_code, size=size)
         return response
 
+    def _count_git(self, request: Request, label: str, response: Response) -> None:
+        """Tally a smart HTTP request under its service, and its bytes as they go out
+        (a pack streams, so its size is known only chunk by chunk)."""
+        counter = self.emulator.counter
+        service = request.args.get("service") or request.path.rsplit("/", 1)[-1]
+        counter.record_git(label, service=service)
+        if response.is_streamed:
+            response.response = counter.counting_git_bytes(response.response)
+        else:
+            counter.add_git_bytes(len(response.get_data()))

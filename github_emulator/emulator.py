@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import defaults, events
+from .auth import issue_personal_token
 from .counters import RequestCounter, RequestCounts
 from .deliveries import DeliveryLog, DeliveryRecord
 from .errors import UnknownRepositoryError
@@ -60,6 +61,8 @@ class Emulator:
             client_id=client_id, client_secret=client_secret)
         self.signed_in_user = app_owner
         """Login that ``/login/oauth/authorize`` signs in unless ``?login=`` names one."""
+        issue_personal_token(self.state, login=defaults.DEMO_LOGIN,
+                             token=defaults.DEMO_PERSONAL_TOKEN)
         self._adopt_existing_repositories()
 
     def _adopt_existing_repositories(self) -> None:
@@ -128,6 +131,16 @@ class Emulator:
     def clone_url(self, repo: RepositoryRef) -> str:
         """Path git can push to and clone from (local transport, so hooks run)."""
         return str(self.state.repository_path(self.repository(repo)))
+
+    def http_clone_url(self, repo: RepositoryRef) -> str:
+        """The repository's ``clone_url`` over smart HTTP (GitHub's shape); git asks
+        for credentials unless the repository is public and only fetched."""
+        return f"{self.url}/{self.repository(repo).full_name}.git"
+
+    def personal_token(self, login: str) -> str:
+        """A new non-expiring personal access token (``ghp_``) of ``login``, for the
+        REST API and for git over HTTP (any username, the token as password)."""
+        return issue_personal_token(self.state, login=login).token
 
     def rename_repository(self, repo: RepositoryRef, new_name: str) -> DeliveryRecord | None:
         """Rename on disk and in state, then send ``repository renamed``."""

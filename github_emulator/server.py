@@ -11,13 +11,13 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import api_apps, api_repos, control, web
+from . import api_apps, api_repos, control, smart_http, web
 from .dispatch import EmulatorApp, Route
 from .emulator import Emulator
 from .errors import DroppedConnectionError
 
 ALL_ROUTES: list[Route] = [*control.ROUTES, *api_apps.ROUTES, *api_repos.ROUTES,
-                           *web.ROUTES]
+                           *smart_http.ROUTES, *web.ROUTES]
 
 
 _LINGER_RESET = struct.pack("ii", 1, 0)

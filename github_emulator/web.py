@@ -1,4 +1,4 @@
-"""github.com pages the app sends people to, and the archive host.
+"""github.com pages the app sends people to, repository pages, and the archive host.
 
 These live on github.com (and codeload.github.com) rather than api.github.com; the
 emulator serves them from the same origin. Pages are bare HTML with one form each,
@@ -18,6 +18,7 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
 from . import defaults
+from .access import can_see
 from .auth import issue_token, token_text
 from .dispatch import Context, Route, Surface, json_response
 from .errors import ApiError, NotFoundError
@@ -169,6 +170,31 @@ def install_page(ctx: Context, slug: str) -> Any:
                  f'<button type="submit" id="install">Install</button></form>')
 
 
+def repository_page(ctx: Context, owner: str, repo: str) -> Any:
+    """A repository's ``html_url``: its name, default branch, branches and how to clone
+    it. ``.../<repo>.git`` opened in a browser redirects here, as on GitHub; a private
+    repository is 404 to whoever may not see it."""
+    record = ctx.emulator.state.find_repository(owner, repo.removesuffix(".git"))
+    if record is None or not can_see(ctx, record):
+        raise NotFoundError()
+    page_url = f"{ctx.base}/{record.full_name}"
+    if repo.endswith(".git"):
+        return redirect(page_url, code=301)
+    git = ctx.emulator.git(record)
+    branches = "".join(f"<li><code>{html.escape(name)}</code> {sha[:7]}</li>"
+                       for name, sha in git.branches()) or "<li>none yet: push one</li>"
+    credentials = ("private: clone with a token as the password (<code>x-access-token"
+                   "</code> and an installation token, or your username and a personal "
+                   "token)" if record.private else "public: anyone may clone it; "
+                   "pushing needs a token with write access as the password")
+    body = (f"<p>{html.escape(record.description or '')}</p>"
+            f"<p>Default branch <code>{html.escape(record.default_branch)}</code>; "
+            f"{credentials}.</p>"
+            f"<pre id=\"clone\">git clone {html.escape(page_url)}.git</pre>"
+            f"<h2>Branches</h2><ul id=\"branches\">{branches}</ul>")
+    return _page(record.full_name, body)
+
+
 def codeload(ctx: Context, owner: str, repo: str, sha: str) -> Any:
     """The gzip tarball a tarball request redirected to; the link is single-purpose."""
     state = ctx.emulator.state
@@ -196,4 +222,5 @@ ROUTES = [
     Route("GET", "/apps/<slug>/installations/new", install_page, Surface.WEB),
     Route("POST", "/apps/<slug>/installations/new", install_page, Surface.WEB),
     Route("GET", "/_codeload/<owner>/<repo>/legacy.tar.gz/<sha>", codeload, Surface.WEB),
+    Route("GET", "/<owner>/<repo>", repository_page, Surface.WEB),
 ]
