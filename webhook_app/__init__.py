@@ -85,4 +85,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.cli.add_command(sweeper.cli)
     app.cli.add_command(maintenance.cli)
+    from webhook_app import webhook_proxy
+
+    app.cli.add_command(webhook_proxy.command)
     return app

@@ -100,6 +100,9 @@ class DefaultConfig:
     # A bearer token /metrics requires (Authorization: Bearer ...); None: /metrics is
     # open to anyone who can reach it, so keep it off the public internet.
     METRICS_TOKEN: str | None = None
+    # A smee.io channel (https://smee.io/...) whose deliveries `flask webhook-proxy`
+    # forwards to this app's webhook endpoint, for development on a laptop; None: off.
+    WEBHOOK_PROXY_URL: str | None = None
     # Pages and jobs ping a pooled connection before use, so the first request after a
     # database restart does not fail. The webhook receiver has its own engine without
     # the ping (a round trip per delivery) and with autocommit (its INSERT is the whole
@@ -331,6 +334,8 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["LOG_FORMAT"] = _choice("LOG_FORMAT", value, LOG_FORMATS, upper=False)
     if value := environ.get("METRICS_TOKEN", "").strip():
         settings["METRICS_TOKEN"] = value
+    if value := environ.get("WEBHOOK_PROXY_URL", "").strip():
+        settings["WEBHOOK_PROXY_URL"] = _url("WEBHOOK_PROXY_URL", value, ("http", "https"))
     if "PURGE_ON_UNINSTALL" in environ:
         settings["PURGE_ON_UNINSTALL"] = _boolean(
             "PURGE_ON_UNINSTALL", environ["PURGE_ON_UNINSTALL"]

@@ -3,7 +3,7 @@ lives in ``sync_jobs/errors.py``, where the API began)."""
 
 from __future__ import annotations
 
-from sync_jobs.errors import ApiRequestError
+from sync_jobs.errors import ApiRequestError, ProjectSyncError
 
 
 class SignInRequiredError(ApiRequestError):
@@ -29,3 +29,8 @@ class AccessUnavailableError(ApiRequestError):
     def __init__(self, message: str = "GitHub did not say which repositories you may see "
                  "just now; try again in a moment.") -> None:
         super().__init__(message)
+
+
+class ProxyEventError(ProjectSyncError):
+    """An event from the webhook proxy's channel holds no delivery that can be forwarded
+    (``flask webhook-proxy`` skips it and says why)."""

@@ -37,17 +37,21 @@ def _template(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def build_manifest(base_url: str, *, path: Path = MANIFEST_PATH) -> dict[str, Any]:
+def build_manifest(
+    base_url: str, *, webhook_url: str | None = None, path: Path = MANIFEST_PATH
+) -> dict[str, Any]:
     """``app.yml`` with every callback URL under ``base_url`` (no trailing slash).
 
-    Everything else (name, description, homepage, events, permissions) is kept as
-    written, so a change to ``app.yml`` reaches the next registration unchanged.
+    Deliveries go to ``webhook_url`` when given (a smee.io channel, ``WEBHOOK_PROXY_URL``,
+    as Probot does: GitHub cannot reach a laptop). Everything else (name, description,
+    homepage, events, permissions) is kept as written, so a change to ``app.yml``
+    reaches the next registration unchanged.
     """
     base = base_url.rstrip("/")
     manifest = copy.deepcopy(_template(path))
     manifest["hook_attributes"] = {
         **(manifest.get("hook_attributes") or {}),
-        "url": base + WEBHOOK_PATH,
+        "url": webhook_url or base + WEBHOOK_PATH,
     }
     manifest["redirect_url"] = base + SETUP_COMPLETE_PATH
     manifest["callback_urls"] = [base + LOGIN_CALLBACK_PATH]

@@ -245,7 +245,7 @@ def start() -> ResponseReturnValue:
 
 def _start_context(organization: str | None) -> dict[str, Any]:
     base = base_url()
-    manifest = build_manifest(base)
+    manifest = build_manifest(base, webhook_url=current_app.config.get("WEBHOOK_PROXY_URL"))
     return {
         "manifest": manifest,
         "manifest_json": json.dumps(manifest),
