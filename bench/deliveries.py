@@ -40,7 +40,7 @@ import logging, sys, time
 from importlib import import_module
 from rq import Queue
 from sync_jobs.app_context import worker_app
-from sync_jobs.keys import DELIVERIES_QUEUE
+from sync_jobs.keys import deliveries_queue_name
 from sync_jobs.redis_client import redis_connection
 
 module, name = sys.argv[1].rsplit(".", 1)
@@ -48,7 +48,8 @@ worker_class = getattr(import_module(module), name)
 logging.disable(logging.INFO)
 app = worker_app()
 connection = redis_connection(app)
-queue = Queue(DELIVERIES_QUEUE, connection=connection)
+with app.app_context():
+    queue = Queue(deliveries_queue_name(), connection=connection)
 started = time.perf_counter()
 worker_class([queue], connection=connection).work(burst=True, logging_level="WARNING")
 print("ELAPSED", time.perf_counter() - started)

@@ -40,7 +40,7 @@ from models.base import discard_session
 from sync_jobs import defaults, metrics, payloads
 from sync_jobs.app_context import in_app_context
 from sync_jobs.errors import DeliveryNotFoundError, InvalidPayloadError, PermanentSyncError
-from sync_jobs.keys import DELIVERIES_QUEUE, delivery_job_id
+from sync_jobs.keys import deliveries_queue_name, delivery_job_id
 from sync_jobs.logs import log_context
 
 PROCESS_DELIVERY = "sync_jobs.deliveries.process_delivery"
@@ -70,7 +70,9 @@ MAX_REASON_LENGTH = 2000
 
 def deliveries_queue(redis: Redis) -> Queue:
     return Queue(
-        DELIVERIES_QUEUE, connection=redis, default_timeout=defaults.DELIVERY_JOB_TIMEOUT_SECONDS
+        deliveries_queue_name(),
+        connection=redis,
+        default_timeout=defaults.DELIVERY_JOB_TIMEOUT_SECONDS,
     )
 
 

@@ -41,7 +41,7 @@ from sqlalchemy import delete, select, update
 
 from models import DeliveryStatus, MaintenanceCheckpoint, WebhookDelivery, db
 from sync_jobs import defaults
-from sync_jobs.keys import KEY_PREFIX, sync_events_key
+from sync_jobs.keys import job_id_prefixes, sync_events_key
 
 CHECKPOINT = "retention"
 """MaintenanceCheckpoint of this pass: ``{status: ISO time}``, the received_at up to
@@ -49,11 +49,16 @@ which deliveries of that status have had their payload cleared."""
 
 FINAL_STATUSES = tuple(status for status in DeliveryStatus if status.is_final)
 
-SYNC_EVENTS_PREFIX = sync_events_key(0).removesuffix("0")
-"""Every sync's progress stream key starts with this (spelled by ``keys``)."""
 
-JOB_PREFIXES = (Job.key_for(f"{KEY_PREFIX}-"), Result.get_key(f"{KEY_PREFIX}-"))
-"""RQ's job hashes and results streams of our jobs (their ids start with the prefix)."""
+def _sync_events_prefix() -> str:
+    """Every sync's progress stream key starts with this (spelled by ``keys``)."""
+    return sync_events_key(0).removesuffix("0")
+
+
+def _job_key_prefixes() -> tuple[str, ...]:
+    """RQ's job hashes and results streams of our jobs (their ids start with the prefix)."""
+    ids = job_id_prefixes()
+    return tuple(Job.key_for(start) for start in ids) + tuple(Result.get_key(s) for s in ids)
 
 
 @dataclass
@@ -176,8 +181,8 @@ def _scan(redis: Redis) -> Iterator[list[bytes]]:
 def _trim_redis(redis: Redis, *, job_ttl: int, stream_ttl: int) -> tuple[int, int]:
     """Cap the TTL of our finished jobs at ``job_ttl`` and of every progress stream at
     ``stream_ttl``; return how many of each were trimmed."""
-    job_prefixes = tuple(prefix.encode() for prefix in JOB_PREFIXES)
-    stream_prefix = SYNC_EVENTS_PREFIX.encode()
+    job_prefixes = tuple(prefix.encode() for prefix in _job_key_prefixes())
+    stream_prefix = _sync_events_prefix().encode()
     jobs = streams = 0
     for keys in _scan(redis):
         candidates = [

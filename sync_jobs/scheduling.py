@@ -46,7 +46,7 @@ from rq.job import Job, JobStatus
 from models import ProjectSync, SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
 from sync_jobs.errors import SyncReservationBusyError
-from sync_jobs.keys import SYNCS_QUEUE, sync_job_id, sync_lock_key, sync_pending_key
+from sync_jobs.keys import sync_job_id, sync_lock_key, sync_pending_key, syncs_queue_name
 from sync_jobs.redis_client import redis_connection
 
 RUN_SYNC = "sync_jobs.sync_job.run_sync"
@@ -70,7 +70,9 @@ def delete_if_equal(redis: Redis, key: str, value: str) -> bool:
 
 
 def syncs_queue(redis: Redis) -> Queue:
-    return Queue(SYNCS_QUEUE, connection=redis, default_timeout=defaults.JOB_TIMEOUT_SECONDS)
+    return Queue(
+        syncs_queue_name(), connection=redis, default_timeout=defaults.JOB_TIMEOUT_SECONDS
+    )
 
 
 def enqueue_run(

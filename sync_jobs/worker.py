@@ -34,6 +34,7 @@ import argparse
 import logging
 import signal
 import time
+import uuid
 from contextlib import suppress
 from types import FrameType
 from typing import Any, cast
@@ -48,7 +49,7 @@ from rq.worker import WorkerStatus
 from models import db
 from sync_jobs import app_context, defaults
 from sync_jobs.deliveries import PROCESS_DELIVERY, Attempt, Verdict, process_deliveries
-from sync_jobs.keys import ALL_QUEUES, DELIVERIES_QUEUE
+from sync_jobs.keys import deliveries_queue_name, key_prefix, queue_names
 from sync_jobs.logs import configure_logging
 from sync_jobs.redis_client import redis_connection
 
@@ -70,6 +71,9 @@ class SyncWorker(Worker):
         kwargs.setdefault("maintenance_interval", defaults.WORKER_MAINTENANCE_SECONDS)
         kwargs.setdefault("worker_ttl", defaults.WORKER_MAINTENANCE_SECONDS + 15)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Named here: the name follows the app's key prefix, and RQ calls execute_job
+        # outside an app context.
+        self.deliveries_queue = deliveries_queue_name()
 
     delivery_batch_size = defaults.DELIVERY_BATCH_SIZE
     delivery_batch_seconds = defaults.DELIVERY_BATCH_SECONDS
@@ -82,7 +86,7 @@ class SyncWorker(Worker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Deliveries in this process, a batch at a time; everything else in a horse."""
-        if _is_delivery(job) and queue.name == DELIVERIES_QUEUE:
+        if _is_delivery(job) and queue.name == self.deliveries_queue:
             self.run_delivery_batch(job, queue)
         else:
             super().execute_job(job, queue)
@@ -232,11 +236,13 @@ def main(argv: list[str] | None = None) -> None:
         stopping.append(True)
 
     while True:
-        worker = SyncWorker(
-            [Queue(name, connection=connection) for name in ALL_QUEUES],
-            connection=connection,
-            name=options.name,
-        )
+        with app.app_context():
+            worker = SyncWorker(
+                [Queue(name, connection=connection) for name in queue_names()],
+                connection=connection,
+                # RQ's list of workers is one for the whole Redis: the prefix says whose.
+                name=options.name or f"{key_prefix()}-{uuid.uuid4().hex}",
+            )
         try:
             worker.work(with_scheduler=True, burst=options.burst)
         except RedisError as exc:

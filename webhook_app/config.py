@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from sync_jobs import defaults
+from sync_jobs import defaults, keys
 from sync_jobs.errors import ConfigError
 from sync_jobs.logs import LOG_FORMATS, LOG_LEVELS
 
@@ -54,6 +54,9 @@ class DefaultConfig:
     GITHUB_CLIENT_SECRET: str | None = None
     DATABASE_URL: str | None = None  # None: a SQLite file under the instance folder
     REDIS_URL = "redis://127.0.0.1:6379/0"
+    # Names every key, queue and job id the app writes to Redis (sync_jobs.keys), so
+    # deployments with different prefixes can share one Redis database.
+    REDIS_KEY_PREFIX = keys.DEFAULT_KEY_PREFIX
     SECRET_KEY: str | None = None
     # The app's public base URL (https://sync.example.com), used in the App manifest,
     # OAuth redirects and cookie flags; None: the URL each request came in on.
@@ -135,6 +138,16 @@ def _public_url(value: str) -> str:
             "PUBLIC_URL", f"must be a base URL like https://sync.example.com, got {value!r}"
         )
     return url
+
+
+def _key_prefix(value: str) -> str:
+    if not keys.KEY_PREFIX_PATTERN.fullmatch(value):
+        raise ConfigError(
+            "REDIS_KEY_PREFIX",
+            "must be 1 to 40 letters, digits, '-' or '_', starting with a letter or digit "
+            f"(it becomes part of RQ queue names and job ids), got {value!r}",
+        )
+    return value
 
 
 def _database_url(value: str) -> str:
@@ -306,6 +319,8 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["DATABASE_URL"] = _database_url(value)
     if value := environ.get("REDIS_URL"):
         settings["REDIS_URL"] = _url("REDIS_URL", value, ("redis", "rediss", "unix"))
+    if value := environ.get("REDIS_KEY_PREFIX", "").strip():
+        settings["REDIS_KEY_PREFIX"] = _key_prefix(value)
     if value := environ.get("PUBLIC_URL"):
         settings["PUBLIC_URL"] = _public_url(value)
     if value := environ.get("SECRET_KEY"):

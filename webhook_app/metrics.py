@@ -46,7 +46,7 @@ from sqlalchemy import func, select
 
 from models import ProjectSync, SyncStatus, db
 from sync_jobs import metrics
-from sync_jobs.keys import ALL_QUEUES
+from sync_jobs.keys import queue_names
 from sync_jobs.redis_client import redis_connection
 
 bp = Blueprint("metrics", __name__)
@@ -178,7 +178,7 @@ def _stored(
 
 def _queues(redis: Redis) -> list[Metric]:
     """Depth, scheduled count and oldest waiting job's age of every queue: two round trips."""
-    queues = [Queue(name, connection=redis) for name in ALL_QUEUES]
+    queues = [Queue(name, connection=redis) for name in queue_names()]
     with redis.pipeline(transaction=False) as pipe:
         for queue in queues:
             pipe.llen(queue.key)
