@@ -75,8 +75,9 @@ def run(tracked: Tracked) -> ProjectSync:
 
 def shown_memory(client: FlaskClient, project_id: int) -> dict[str, str]:
     answer = client.get(f"/api/v1/projects/{project_id}/memory?content=1&per_page=100")
-    assert answer.status_code == 200, answer.data
-    return {item["path"]: item["content"] for item in answer.json["items"]}
+    body = answer.get_json()
+    assert answer.status_code == 200 and body is not None, answer.data
+    return {item["path"]: item["content"] for item in body["items"]}
 
 
 def expected_memory(version: int) -> dict[str, str]:
