@@ -10,7 +10,7 @@ from models.delivery import WebhookDelivery
 from models.enums import DeliveryStatus, SyncStatus, SyncTrigger
 from models.github import Installation, Repository
 from models.maintenance import MaintenanceCheckpoint, RedeliveryRequest
-from models.project import Project, ProjectSync
+from models.project import Project, ProjectSync, SyncRequest
 
 __all__ = [
     "Base",
@@ -25,6 +25,7 @@ __all__ = [
     "RedeliveryRequest",
     "Repository",
     "RepositoryFile",
+    "SyncRequest",
     "SyncStatus",
     "SyncTrigger",
     "WebhookDelivery",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from models.base import GitSha, Model, db, str_enum, utcnow
@@ -26,7 +26,13 @@ class Project(Model):
         ForeignKey("repository.id", ondelete="CASCADE"), index=True
     )
     branch: Mapped[str] = mapped_column(String(255))
+    # Off: pushes only record the branch's new head (so memory can be shown behind);
+    # no sync starts until a person asks or turns it back on.
     auto_sync: Mapped[bool] = mapped_column(default=True)
+    # Untracking is a soft delete: the project leaves every list and stops syncing, its
+    # history stays, and tracking the same branch again brings the row back.
+    tracked: Mapped[bool] = mapped_column(default=True, server_default=true())
+    untracked_at: Mapped[datetime | None]
     # The latest applied sync. It moves only by compare-and-set in the apply step, so two
     # workers can never both extend the lineage from the same predecessor.
     current_sync_id: Mapped[int | None] = mapped_column(
@@ -40,6 +46,12 @@ class Project(Model):
     # rate limit while the branch has not moved.
     branch_etag: Mapped[str | None] = mapped_column(String(255))
     reconciled_at: Mapped[datetime | None]
+    # The newest branch head GitHub told us about (a push delivery or a reconcile poll)
+    # and when GitHub saw it (the push's time, or the poll's), so an older delivery
+    # arriving late never moves it back. Only a hint for "memory is behind"; a sync
+    # always reads the head itself.
+    branch_head_sha: Mapped[GitSha | None]
+    branch_head_seen_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -78,6 +90,9 @@ class ProjectSync(Model):
     # X-GitHub-Delivery of the webhook that asked for this sync, if one did.
     delivery_id: Mapped[str | None] = mapped_column(String(64))
     rq_job_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    # Asked to compare every file instead of the stored trees (``sync --full``, the API's
+    # ``{"full": true}``); read by the job when it starts.
+    full_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     sequence: Mapped[int | None]
     previous_sync_id: Mapped[int | None] = mapped_column(
@@ -133,6 +148,34 @@ class ProjectSync(Model):
 
     def __repr__(self) -> str:
         return f"<ProjectSync {self.id} project={self.project_id} {self.status}>"
+
+
+class SyncRequest(Model):
+    """A person's request for a sync or restore made with an ``Idempotency-Key``.
+
+    The key is unique per project, so a request repeated with the same key (a retried
+    POST, a double click) finds the sync the first one got instead of starting
+    another; ``parameters`` (canonical JSON) lets a reuse of the key for a different
+    request be refused.
+    """
+
+    __tablename__ = "sync_request"
+    __table_args__ = (UniqueConstraint("project_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # "sync" or "restore"
+    parameters: Mapped[str] = mapped_column(String(255))
+    sync_id: Mapped[int] = mapped_column(
+        ForeignKey("project_sync.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sync: Mapped[ProjectSync] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<SyncRequest {self.key!r} project={self.project_id} sync={self.sync_id}>"
 
 
 # A project's lineage in order, and its syncs newest first, are the two hot reads.

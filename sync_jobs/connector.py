@@ -161,6 +161,11 @@ class GitHubConnector:
         )
         return self
 
+    @property
+    def installation_token(self) -> str:
+        """The installation token the calls carry (git over HTTP sends it as well)."""
+        return self._auth.token
+
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._gh.__exit__()
@@ -333,6 +338,34 @@ class GitHubConnector:
             return None, answered or etag
         body = response.json()
         return BranchHead(body["commit"]["sha"], body["commit"]["commit"]["tree"]["sha"]), answered
+
+    def branches(self, *, per_page: int, max_pages: int) -> tuple[list[tuple[str, str]], bool]:
+        """The repository's branches as ``(name, head commit SHA)`` in GitHub's order,
+        following pages up to ``max_pages``; and whether more pages were left unread."""
+        owner, repo = self._owner_repo
+        found: list[tuple[str, str]] = []
+        for page in range(1, max_pages + 1):
+
+            def read(page: int = page) -> Any:
+                return self._gh.rest.repos.list_branches(owner, repo, per_page=per_page, page=page)
+
+            body = self._call(read).json()
+            found.extend((str(item["name"]), str(item["commit"]["sha"])) for item in body)
+            if len(body) < per_page:
+                return found, False
+        return found, True
+
+    def commits_ahead(self, base: str, head: str) -> tuple[str, int]:
+        """GitHub's compare of two commits: its ``status`` (``ahead``, ``behind``,
+        ``identical``, ``diverged``) and ``ahead_by``, the commits in ``head`` that are
+        not in ``base``. One commit per page is asked for: only the counts are needed."""
+        owner, repo = self._owner_repo
+        body = self._call(
+            lambda: self._gh.rest.repos.compare_commits(
+                owner, repo, f"{base}...{head}", per_page=1
+            )
+        ).json()
+        return str(body["status"]), int(body["ahead_by"])
 
     def _explain_missing_branch(self, branch: str) -> Exception:
         owner, repo = self._owner_repo

@@ -318,3 +318,35 @@ retention on an old database drains over a few passes instead of one long one)."
 
 RETENTION_SCAN_COUNT = 1000
 """Keys asked for per SCAN while looking for sync event streams."""
+
+# --- Controls: resync, restore, untrack, auto-sync (api_actions, api_queries) ------------
+
+SYNC_REQUEST_DEDUP_SECONDS = 10
+"""A person's sync or restore request equal to one made this recently (same project,
+kind and parameters) gets that request's sync instead of a second one: a double click,
+a retried POST or two tabs cost one sync. Requests with an ``Idempotency-Key`` match by
+key instead, for as long as the sync exists."""
+
+SYNC_REQUEST_LOCK_SECONDS = 10
+"""TTL of the per-project lock held while a request is checked and its sync created
+(milliseconds in practice; the TTL only frees the lock of a process that died)."""
+
+SYNC_REQUEST_LOCK_WAIT_SECONDS = 5.0
+"""How long a request waits for another request of the same project before it is
+answered 503 (try again)."""
+
+GITHUB_BRANCHES_PER_PAGE = 100
+"""Branches asked for per page of ``GET /repos/{owner}/{repo}/branches`` (GitHub's most)."""
+
+GITHUB_BRANCHES_MAX_PAGES = 10
+"""Pages of branches read at most for the branch list (1,000 branches): a repository
+with more is listed in part, and the answer says so."""
+
+COMPARE_CACHE_TTL_SECONDS = 60
+"""How long GitHub's compare answer for two commits is kept in Redis: commits never
+change, but a force-pushed branch can make an answer moot, and the hint is cheap to ask
+again."""
+
+WEB_GITHUB_TIMEOUT_SECONDS = 10.0
+"""Longest an App-side GitHub call made while a person waits (branch list, compare)
+may take."""

@@ -18,6 +18,7 @@ the delivery ends failed at once instead of meeting the same error on every retr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,9 @@ Payload = Mapping[str, Any]
 
 ZERO_SHA = "0" * 40
 """The ``before``/``after`` of a push that created or deleted a ref."""
+
+GIT_SHA = re.compile(r"[0-9a-f]{40}")
+"""A commit SHA as push payloads spell it."""
 
 NAME_MAX_LENGTH = 255
 """Longest login, repository name or branch the rows hold (``String(255)`` columns)."""
@@ -298,6 +302,7 @@ def _add_repositories(
         for project in _projects(repository)
         if project.stopped_reason is None
         and project.auto_sync
+        and project.tracked
         and (project.id in resumed or project.current_sync_id is None)
     ]
     if installation.is_active:
@@ -355,6 +360,7 @@ def installation_unsuspended(payload: Payload, *, delivery_id: str) -> Outcome:
             Repository.removed_at.is_(None),
             Project.stopped_reason.is_(None),
             Project.auto_sync.is_(True),
+            Project.tracked.is_(True),
         )
     ).all()
     for project in projects:
@@ -474,15 +480,43 @@ def push(payload: Payload, *, delivery_id: str) -> Outcome:
     project = db.session.scalar(
         select(Project).filter_by(repository_id=repository.id, branch=branch)
     )
-    if project is None:
+    if project is None or not project.tracked:
         return ignored(f"branch {branch} is not tracked")
     if project.stopped_reason is not None:
         if payload.get("created") and project.stopped_reason.startswith("the branch"):
             project.stopped_reason = None  # the branch was recreated: track it again
-            db.session.commit()
         else:
             return ignored(f"project {project.id} is stopped: {project.stopped_reason}")
+    recorded = _record_head(project, payload)
+    db.session.commit()
     if not project.auto_sync:
-        return ignored(f"project {project.id} has auto-sync off")
+        return ignored(f"project {project.id} has auto-sync off; {recorded}")
     sync = request_sync(project.id, trigger=SyncTrigger.PUSH, delivery_id=delivery_id)
     return processed(f"sync {sync.id} of project {project.id} requested")
+
+
+def _pushed_at(payload: Payload) -> datetime | None:
+    """When GitHub took the push: ``repository.pushed_at``, a Unix time in push
+    payloads (an ISO time elsewhere); None if absent or unreadable."""
+    data = payload.get("repository")
+    value = data.get("pushed_at") if isinstance(data, Mapping) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**33:
+        return datetime.fromtimestamp(value, UTC)
+    return _timestamp(value)
+
+
+def _record_head(project: Project, payload: Payload) -> str:
+    """Remember the pushed head as the branch's last known head, unless GitHub saw a
+    newer one already (deliveries arrive out of order): the "memory is behind" hint
+    reads it, a sync never does. Pushes within one second of each other (the payload's
+    resolution) are ordered by their chain: ``before`` is the head recorded."""
+    after = payload.get("after")
+    if not isinstance(after, str) or not GIT_SHA.fullmatch(after):
+        return "no head recorded (no usable after)"
+    seen = _pushed_at(payload) or _now()
+    stored = project.branch_head_seen_at
+    in_chain = payload.get("before") == project.branch_head_sha
+    if stored is None or seen > stored or (seen == stored and in_chain):
+        project.branch_head_sha, project.branch_head_seen_at = after, seen
+        return f"head {after[:12]} recorded"
+    return f"head {after[:12]} is older than the one recorded"

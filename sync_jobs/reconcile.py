@@ -67,7 +67,7 @@ def reconcile_branches() -> int:
     how many syncs were requested (a request that coalesced into a queued sync is not
     counted).
 
-    Tracked means: not stopped, auto-sync on, repository not removed, installation
+    Tracked means: tracked, not stopped, auto-sync on, repository not removed, installation
     neither deleted nor suspended. Each installation gets one connector (one token,
     usually from Redis), each project one conditional request: ``304`` while nothing
     moved, which costs no rate limit (except after a token renewal, see the
@@ -105,6 +105,7 @@ def _tracked() -> list[tuple[int, list[_Tracked]]]:
         .where(
             Project.stopped_reason.is_(None),
             Project.auto_sync.is_(True),
+            Project.tracked.is_(True),
             Repository.removed_at.is_(None),
             Installation.deleted_at.is_(None),  # Installation.is_active, in SQL
             Installation.suspended_at.is_(None),

@@ -191,6 +191,7 @@ def _request_first_syncs() -> int:
         .where(
             Project.stopped_reason.is_(None),
             Project.auto_sync.is_(True),
+            Project.tracked.is_(True),
             Project.current_sync_id.is_(None),
             Repository.removed_at.is_(None),
             Installation.suspended_at.is_(None),

@@ -36,12 +36,14 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from sqlalchemy import CursorResult, update
 
 from models import ProjectSync, SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
@@ -168,12 +170,18 @@ def queued_sync_if_live(redis: Redis, sync_id: int) -> ProjectSync | None:
 
 
 def request_sync(
-    project_id: int, *, trigger: SyncTrigger, delivery_id: str | None = None
+    project_id: int,
+    *,
+    trigger: SyncTrigger,
+    delivery_id: str | None = None,
+    full: bool = False,
 ) -> ProjectSync:
     """Ask for a sync of a project; return the queued sync that will serve the request.
 
     Returns the project's already-queued sync if there is a live one (nothing is
-    enqueued); otherwise commits a new queued ProjectSync and enqueues its job. Raises
+    enqueued); otherwise commits a new queued ProjectSync and enqueues its job. A
+    ``full`` request makes the queued sync full (:func:`_make_full`) or, when that sync
+    has started meanwhile, queues a new full one. Raises
     ``SyncReservationBusyError`` if another request's reservation does not resolve in
     time, and ``redis.exceptions.RedisError`` if Redis is unreachable (the new row stays
     queued, and the repair pass enqueues it when Redis is back).
@@ -186,7 +194,9 @@ def request_sync(
         if raw is None:
             token = f"{RESERVATION_PREFIX}{uuid.uuid4().hex}"
             if redis.set(key, token, nx=True, px=defaults.SYNC_RESERVATION_TTL_MS):
-                return _create(redis, project_id, token, trigger=trigger, delivery_id=delivery_id)
+                return _create(
+                    redis, project_id, token, trigger=trigger, delivery_id=delivery_id, full=full
+                )
             continue
         marker = raw.decode()
         if marker.startswith(RESERVATION_PREFIX):
@@ -197,13 +207,48 @@ def request_sync(
             time.sleep(0.01)
             continue
         sync = queued_sync_if_live(redis, int(marker))
-        if sync is not None:
+        if sync is not None and (not full or _make_full(sync)):
             return sync
-        delete_if_equal(redis, key, marker)
+        if sync is None:
+            delete_if_equal(redis, key, marker)
+        else:
+            time.sleep(0.01)  # it started: its job clears the marker before it reads
+
+
+def _make_full(sync: ProjectSync) -> bool:
+    """Make a queued sync full, unless its job has started; True if it will run full.
+
+    The job counts its attempt (``attempts``) before it reads ``full_requested``, so
+    an update guarded by the attempt count seen here either lands before that read or
+    changes nothing (and the caller queues a new sync).
+    """
+    if sync.full_requested:
+        return True
+    result: CursorResult[Any] = db.session.execute(  # type: ignore[assignment]
+        update(ProjectSync)
+        .where(
+            ProjectSync.id == sync.id,
+            ProjectSync.status == SyncStatus.QUEUED,
+            ProjectSync.attempts == sync.attempts,
+        )
+        .values(full_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    changed = result.rowcount
+    db.session.commit()
+    if changed:
+        db.session.refresh(sync)
+    return bool(changed)
 
 
 def _create(
-    redis: Redis, project_id: int, token: str, *, trigger: SyncTrigger, delivery_id: str | None
+    redis: Redis,
+    project_id: int,
+    token: str,
+    *,
+    trigger: SyncTrigger,
+    delivery_id: str | None,
+    full: bool = False,
 ) -> ProjectSync:
     """Commit a queued sync, then publish the marker and enqueue its job atomically."""
     key = sync_pending_key(project_id)
@@ -213,6 +258,7 @@ def _create(
             trigger=trigger,
             delivery_id=delivery_id,
             status=SyncStatus.QUEUED,
+            full_requested=full,
         )
         db.session.add(sync)
         db.session.flush()

@@ -133,12 +133,12 @@ def lock_heartbeat(lock: Lock, token: str) -> Iterator[threading.Event]:
         thread.join(timeout=1)
 
 
-def _execute(sync_id: int, guard: Callable[[], None]) -> object:
+def _execute(sync_id: int, guard: Callable[[], None], *, full: bool = False) -> object:
     if executor is not None:
         return executor(sync_id)
     from sync_jobs.pipeline import execute_sync
 
-    return execute_sync(sync_id, guard=guard)
+    return execute_sync(sync_id, guard=guard, full=full)
 
 
 def _postpone(redis: Redis, sync: ProjectSync, postponed: int) -> str:
@@ -201,7 +201,12 @@ def _run_claimed(redis: Redis, lock: Lock, sync: ProjectSync, job_id: str) -> st
     sync.retry_at = None
     sync.waiting_reason = None
     db.session.commit()
-    sync_id = sync.id
+    # Read after the attempt is counted: a request making this sync full
+    # (scheduling._make_full) either landed before, or saw the new count and queued
+    # another sync. A sync cancelled meanwhile (its project untracked) does not run.
+    sync_id, full = sync.id, sync.full_requested
+    if SyncStatus(sync.status).is_final:
+        return f"sync {sync_id} is already {sync.status}"
     with lock_heartbeat(lock, job_id) as lost:
 
         def guard() -> None:
@@ -209,7 +214,7 @@ def _run_claimed(redis: Redis, lock: Lock, sync: ProjectSync, job_id: str) -> st
                 raise LockLostError(f"sync {sync_id}: another job took over its running lock")
 
         try:
-            _execute(sync_id, guard)
+            _execute(sync_id, guard, full=full)
         except LockLostError as exc:
             log.warning("%s", exc)
             return str(exc)

@@ -77,6 +77,7 @@ ROUTE_RULES: Mapping[str, RouteRule] = {
     "api.openapi_document": RouteRule.PUBLIC,  # describes the API, holds no data
     "api.list_projects": RouteRule.READ,
     "api.list_branches": RouteRule.READ,
+    "api.github_branches": RouteRule.READ,  # asks GitHub with the App's token
     "api.project_status": RouteRule.READ,
     "api.history": RouteRule.READ,
     "api.memory": RouteRule.READ,
@@ -84,12 +85,19 @@ ROUTE_RULES: Mapping[str, RouteRule] = {
     "api.track_branch": RouteRule.ACT,
     "api.start_sync": RouteRule.ACT,
     "api.restore": RouteRule.ACT,
+    "api.untrack_project": RouteRule.ACT,
+    "api.update_project": RouteRule.ACT,
     "sse.project_sync_events": RouteRule.READ,
     "pages.index": RouteRule.READ,
     "pages.project": RouteRule.READ,
     "pages.resync": RouteRule.ACT,
     "pages.restore": RouteRule.ACT,
     "pages.track_branch": RouteRule.ACT,
+    "pages.untrack": RouteRule.ACT,
+    "pages.auto_sync": RouteRule.ACT,
+    "pages.events": RouteRule.READ,  # only changes of projects the person may read
+    "pages.project_events": RouteRule.READ,
+    "pages.favicon": RouteRule.PUBLIC,  # the site's icon, the same for everyone
 }
 """Every endpoint of the app and what it needs; an endpoint not listed is refused."""
 

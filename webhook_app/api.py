@@ -24,9 +24,12 @@ from webhook_app import api_actions
 from webhook_app.access import current_access
 from webhook_app.api_queries import (
     Page,
+    UnprocessableRequestError,
     actionable_project,
     all_attempts,
+    github_branch_list,
     latest_unfinished,
+    memory_lag,
     paginate,
     positive_int,
     project_summary,
@@ -108,6 +111,36 @@ def _paged(items: list[Any], page: Page, endpoint: str, **values: Any) -> Respon
     return response
 
 
+def _fields(
+    body: dict[str, Any], expected: dict[str, type], *, required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The body's fields, each of its expected JSON type; 422 naming the first field that
+    is unknown, missing or of another type (a typo is never silently ignored)."""
+    for name in body:
+        if name not in expected:
+            known = ", ".join(sorted(expected)) or "none"
+            raise UnprocessableRequestError(f"Unknown field {name!r}; known fields: {known}.")
+    for name in required:
+        if name not in body:
+            raise UnprocessableRequestError(f"{name} is required.")
+    for name, kind in expected.items():
+        value = body.get(name)
+        # JSON true/false are Python bools, and bool is an int: keep them apart.
+        wrong = value is not None and (
+            not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+        )
+        if wrong or (name in body and value is None):
+            what = {bool: "true or false", int: "an integer", str: "a string"}[kind]
+            raise UnprocessableRequestError(f"{name} must be {what}, got {value!r}.")
+    return body
+
+
+def _request_key() -> str | None:
+    """The ``Idempotency-Key`` header (draft-ietf-httpapi-idempotency-key-header), if sent."""
+    key = request.headers.get("Idempotency-Key")
+    return key.strip().strip('"') if key is not None else None
+
+
 def _accepted(sync: ProjectSync, **extra: Any) -> ResponseReturnValue:
     body = {"sync": sync_summary(sync), "events_url": events_url(sync.id), **extra}
     return jsonify(body), 202, {"Location": events_url(sync.id)}
@@ -132,13 +165,44 @@ def list_projects() -> ResponseReturnValue:
     return jsonify(items=[project_summary(p) for p in visible_projects()])
 
 
+@bp.delete("/projects/<int:project_id>")
+def untrack_project(project_id: int) -> ResponseReturnValue:
+    """Stop tracking the branch (history kept; tracking it again brings it back)."""
+    project = actionable_project(project_id)
+    api_actions.untrack_branch(project)
+    return jsonify(project=project_summary(project))
+
+
+@bp.patch("/projects/<int:project_id>")
+def update_project(project_id: int) -> ResponseReturnValue:
+    """Change a project's settings: ``{"auto_sync": false}`` stops syncing on push."""
+    project = actionable_project(project_id)
+    body = _fields(_json_body(), {"auto_sync": bool}, required=("auto_sync",))
+    api_actions.set_auto_sync(project, body["auto_sync"])
+    return jsonify(project=project_summary(project), memory_lag=memory_lag(project))
+
+
+@bp.get("/projects/<int:project_id>/github-branches")
+def github_branches(project_id: int) -> ResponseReturnValue:
+    """GitHub's branches of the project's repository, the tracked ones marked."""
+    project = visible_project(project_id)
+    items, truncated = github_branch_list(project)
+    repository = project.repository
+    return jsonify(
+        repository=repository.full_name,
+        default_branch=repository.default_branch,
+        items=items,
+        truncated=truncated,
+    )
+
+
 @bp.get("/projects/<int:project_id>/branches")
 def list_branches(project_id: int) -> ResponseReturnValue:
     """Tracked branches of the project's repository (the ones this app syncs)."""
     project = visible_project(project_id)
     query = restrict_to_visible(
         select(Project)
-        .where(Project.repository_id == project.repository_id)
+        .where(Project.repository_id == project.repository_id, Project.tracked.is_(True))
         .options(selectinload(Project.current_sync))
         .order_by(Project.branch),
         current_access(),
@@ -188,15 +252,20 @@ def project_status(project_id: int) -> ResponseReturnValue:
         current_sync=sync_summary(project.current_sync),
         active_sync=sync_summary(active),
         events_url=events_url(active.id) if active else None,
+        memory_lag=memory_lag(project),
     )
 
 
 @bp.post("/projects/<int:project_id>/syncs")
 def start_sync(project_id: int) -> ResponseReturnValue:
-    """A manual resync (coalesced with one already queued): 202 with its events URL."""
+    """A manual resync, ``{"full": true}`` for a full one; idempotent (an equal request
+    within seconds, or one with the same ``Idempotency-Key``, gets the same sync)."""
     project = actionable_project(project_id)
-    _json_body()
-    return _accepted(api_actions.start_sync(project))
+    body = _fields(_json_body(), {"full": bool})
+    sync = api_actions.start_sync(
+        project, full=bool(body.get("full", False)), request_key=_request_key()
+    )
+    return _accepted(sync)
 
 
 @bp.get("/projects/<int:project_id>/history")
@@ -211,13 +280,14 @@ def history(project_id: int) -> ResponseReturnValue:
 
 @bp.post("/projects/<int:project_id>/restore")
 def restore(project_id: int) -> ResponseReturnValue:
-    """Queue a restore of the state at a past successful sync: 202 with the new sync."""
+    """Queue a restore of the state at a past successful sync: 202 with the new sync;
+    idempotent like a resync."""
     project = actionable_project(project_id)
-    body = _json_body()
-    sync_id = body.get("sync_id")
-    if not isinstance(sync_id, int) or isinstance(sync_id, bool) or sync_id < 1:
-        raise InvalidParameterError("sync_id must be the id of a past sync (an integer).")
-    return _accepted(api_actions.start_restore(project, sync_id))
+    body = _fields(_json_body(), {"sync_id": int}, required=("sync_id",))
+    sync_id = body["sync_id"]
+    if sync_id < 1:
+        raise UnprocessableRequestError("sync_id must be the id of a past sync (an integer).")
+    return _accepted(api_actions.start_restore(project, sync_id, request_key=_request_key()))
 
 
 # --- Memory and files ---------------------------------------------------------------------

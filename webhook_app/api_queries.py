@@ -11,16 +11,35 @@ superseded-entry filtering.
 
 from __future__ import annotations
 
+import logging
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
+from flask import current_app
+from githubkit.exception import RequestError, RequestFailed
+from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import selectinload
 
-from models import Installation, Project, ProjectSync, Repository, SyncStatus, db
+from models import Installation, Project, ProjectSync, Repository, SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
-from sync_jobs.errors import ConflictError, InvalidParameterError, NotVisibleError
+from sync_jobs.connector import GitHubConnector
+from sync_jobs.errors import (
+    ApiRequestError,
+    ConflictError,
+    GitHubUnavailableError,
+    InvalidParameterError,
+    NotVisibleError,
+    PermanentSyncError,
+    RateLimitedError,
+)
+from sync_jobs.keys import compare_cache_key
+from sync_jobs.redis_client import redis_connection
 from webhook_app.access import Access, current_access, require_action
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=tuple[Any, ...])
 
@@ -46,9 +65,11 @@ def restrict_to_visible(query: Select[T], access: Access) -> Select[T]:
 
 
 def visible_projects() -> list[Project]:
-    """The current person's projects, by repository name then branch."""
+    """The current person's tracked projects, by repository name then branch (an
+    untracked one is still readable by id, see :func:`visible_project`)."""
     query = (
         select(Project)
+        .where(Project.tracked.is_(True))
         .options(
             selectinload(Project.repository).selectinload(Repository.installation),
             selectinload(Project.current_sync),
@@ -238,6 +259,213 @@ def project_summary(project: Project) -> dict[str, Any]:
         "branch": project.branch,
         "default_branch": repository.default_branch,
         "auto_sync": project.auto_sync,
+        "tracked": project.tracked,
+        "untracked_at": _time(project.untracked_at),
         "stopped_reason": project.stopped_reason,
         "current_sync": sync_summary(project.current_sync),
     }
+
+
+# --- What GitHub says: branches, and whether memory is behind -------------------------------
+
+
+class UnprocessableRequestError(ApiRequestError):
+    """The body is JSON but a field is unknown or of the wrong type, or an idempotency
+    key is reused for a different request: 422 naming the field."""
+
+    status = 422
+
+
+class GitHubRequestError(ApiRequestError):
+    """GitHub did not answer an App-side read made for the request (down, refused,
+    rate limited); nothing is guessed in its place."""
+
+    status = 502
+
+
+class GitHubNotConfiguredError(ApiRequestError):
+    """No GitHub App is configured (setup mode), so the App cannot ask GitHub."""
+
+    status = 503
+
+
+def _connector(project: Project) -> GitHubConnector:
+    """A connector for the project's repository, as the worker builds it, that never
+    sleeps through a rate limit while a person waits."""
+    config = current_app.config
+    if not (config.get("APP_ID") and config.get("PRIVATE_KEY")):
+        raise GitHubNotConfiguredError(
+            "The GitHub App is not configured; register it at /setup first."
+        )
+    repository = project.repository
+    installation = repository.installation
+    if installation is None or not installation.is_active:
+        raise ConflictError(
+            f"{repository.full_name} is not covered by an active installation of the App; "
+            "install the App on it (or unsuspend it) first."
+        )
+    return GitHubConnector(
+        base_url=config["GITHUB_API_URL"],
+        app_id=config["APP_ID"],
+        private_key=config["PRIVATE_KEY"],
+        redis=redis_connection(),
+        installation_id=installation.github_id,
+        full_name=repository.full_name,
+        timeout=defaults.WEB_GITHUB_TIMEOUT_SECONDS,
+        rate_limit_max_wait=0,
+    )
+
+
+def _github_failure(exc: Exception, what: str) -> ApiRequestError:
+    """The answer for a GitHub read that failed: a refusal (the App lost access) is a
+    conflict with the stored state, 409; GitHub down or rate limited is 502."""
+    if isinstance(exc, RateLimitedError):
+        return GitHubRequestError(
+            f"GitHub's rate limit stops {what} for {exc.retry_after_seconds:.0f} s; try later."
+        )
+    if isinstance(exc, RequestFailed) and exc.response.status_code < 500:
+        return ConflictError(
+            f"GitHub answered {exc.response.status_code} to {what}: the App's installation "
+            "no longer covers the repository, or it is gone. Re-add it to the installation."
+        )
+    return GitHubRequestError(f"GitHub did not answer {what} ({exc}); try again shortly.")
+
+
+GITHUB_FAILURES = (RateLimitedError, GitHubUnavailableError, RequestError, PermanentSyncError)
+"""What a GitHub read for a person's request can meet besides a refusal (``RequestFailed``
+is a ``RequestError``): each becomes :class:`GitHubRequestError`."""
+
+
+def github_branch_list(project: Project) -> tuple[list[dict[str, Any]], bool]:
+    """:func:`github_branches`, and whether GitHub has more branches than were read
+    (``GITHUB_BRANCHES_MAX_PAGES`` pages of ``GITHUB_BRANCHES_PER_PAGE``)."""
+    repository = project.repository
+    tracked = dict(
+        db.session.execute(
+            select(Project.branch, Project.id).where(
+                Project.repository_id == repository.id, Project.tracked.is_(True)
+            )
+        ).tuples()
+    )
+    what = f"the branch list of {repository.full_name}"
+    try:
+        with _connector(project) as github:
+            found, truncated = github.branches(
+                per_page=defaults.GITHUB_BRANCHES_PER_PAGE,
+                max_pages=defaults.GITHUB_BRANCHES_MAX_PAGES,
+            )
+    except GITHUB_FAILURES as exc:
+        raise _github_failure(exc, what) from exc
+    branches = [
+        {
+            "name": name,
+            "sha": sha,
+            "tracked": name in tracked,
+            "project_id": tracked.get(name),
+            "default": name == repository.default_branch,
+        }
+        for name, sha in found
+    ]
+    return branches, truncated
+
+
+def github_branches(project: Project) -> list[dict[str, Any]]:
+    """GitHub's branches of the project's repository, each ``{name, sha, tracked,
+    project_id, default}``; ``project_id`` is the tracking project's, or None.
+
+    Raises :class:`GitHubRequestError` (502) when GitHub does not answer or refuses,
+    :class:`GitHubNotConfiguredError` (503) without an App, ``ConflictError`` (409)
+    when no active installation covers the repository.
+    """
+    return github_branch_list(project)[0]
+
+
+def _last_head_read(project: Project) -> tuple[str, datetime] | None:
+    """The head the newest sync read from GitHub (restores read none), and when."""
+    row = db.session.execute(
+        select(ProjectSync.head_commit_sha, ProjectSync.started_at, ProjectSync.queued_at)
+        .where(
+            ProjectSync.project_id == project.id,
+            ProjectSync.status == SyncStatus.SUCCEEDED,
+            ProjectSync.trigger != SyncTrigger.RESTORE,
+            ProjectSync.head_commit_sha.is_not(None),
+        )
+        .order_by(ProjectSync.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    sha, started_at, queued_at = row
+    return sha, started_at or queued_at
+
+
+def known_branch_head(project: Project) -> str | None:
+    """The newest branch head known without asking GitHub: the one a push or the
+    reconciler recorded (``Project.branch_head_sha``), or the one the last sync read,
+    whichever GitHub saw later."""
+    read = _last_head_read(project)
+    recorded = project.branch_head_sha
+    if recorded is None or project.branch_head_seen_at is None:
+        return read[0] if read else recorded
+    if read is None or read[1] < project.branch_head_seen_at:
+        return recorded
+    return read[0]
+
+
+def head_moved_since_sync(project: Project) -> bool:
+    """Whether the branch is known to have moved since a sync last read it (or was
+    never synced): then turning auto-sync back on syncs it. A restore does not count:
+    memory put back on purpose stays until the branch moves."""
+    read = _last_head_read(project)
+    return read is None or known_branch_head(project) != read[0]
+
+
+def memory_lag(project: Project) -> dict[str, Any] | None:
+    """Whether memory is behind the branch head: None when it is not (or nothing is
+    known yet: never synced, no head seen); otherwise ``{branch_head_sha, synced_sha,
+    behind_by, restored}``.
+
+    ``behind_by`` is GitHub's count of commits on the head that memory lacks (compare
+    API, cached ``COMPARE_CACHE_TTL_SECONDS``), None when GitHub could not say.
+    ``restored`` is True when memory holds a restored state: behind by design, and the
+    next resync moves it to the head. No GitHub call while memory is at the head.
+    """
+    current = project.current_sync
+    if current is None or current.head_commit_sha is None:
+        return None
+    synced = current.head_commit_sha
+    head = known_branch_head(project)
+    if head is None or head == synced:
+        return None
+    behind_by = _commits_behind(project, synced, head)
+    if behind_by == 0:
+        return None  # the recorded head is older than memory (a sync read a newer one)
+    return {
+        "branch_head_sha": head,
+        "synced_sha": synced,
+        "behind_by": behind_by,
+        "restored": current.trigger == SyncTrigger.RESTORE,
+    }
+
+
+def _commits_behind(project: Project, synced: str, head: str) -> int | None:
+    """Commits in ``head`` not in ``synced``, from Redis or GitHub; None on any failure
+    (the hint degrades, the status answer does not)."""
+    key = compare_cache_key(project.repository_id, synced, head)
+    try:
+        redis = redis_connection()
+        cached: bytes | None = redis.get(key)  # type: ignore[assignment]
+        if cached is not None:
+            return int(cached)
+    except (RedisError, ValueError):
+        redis = None
+    try:
+        with _connector(project) as github:
+            _status, ahead_by = github.commits_ahead(synced, head)
+    except (ApiRequestError, *GITHUB_FAILURES, KeyError, ValueError, TypeError) as exc:
+        log.info("project %s: no commit count for %s...%s: %s", project.id, synced, head, exc)
+        return None
+    if redis is not None:
+        with suppress(RedisError):
+            redis.set(key, str(ahead_by), ex=defaults.COMPARE_CACHE_TTL_SECONDS)
+    return ahead_by

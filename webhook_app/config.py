@@ -87,6 +87,9 @@ class DefaultConfig:
     # A sync that keeps meeting GitHub outages is retried with backoff this long after it
     # was requested before it is marked failed (rate limits never count against it).
     SYNC_RETRY_DEADLINE_SECONDS = defaults.SYNC_RETRY_DEADLINE_SECONDS
+    # A sync or restore request equal to one made this many seconds ago (same project,
+    # kind, parameters) gets that request's sync instead of a second one.
+    SYNC_REQUEST_DEDUP_SECONDS = defaults.SYNC_REQUEST_DEDUP_SECONDS
     # Retention, applied by the maintenance process's retention pass (run at this
     # interval): a finished delivery keeps its payload this many days and its row
     # longer; RQ keeps a finished or failed job at most this many seconds; a sync's
@@ -334,6 +337,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         "RECONCILE_INTERVAL_SECONDS",
         "REDELIVER_INTERVAL_SECONDS",
         "SYNC_RETRY_DEADLINE_SECONDS",
+        "SYNC_REQUEST_DEDUP_SECONDS",
         "DELIVERY_PAYLOAD_RETENTION_DAYS",
         "DELIVERY_RETENTION_DAYS",
         "JOB_RESULT_TTL_SECONDS",

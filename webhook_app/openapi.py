@@ -49,6 +49,29 @@ BAD_REQUEST = _json(_ref("Error"), "A malformed parameter or body.")
 NOT_JSON = _json(_ref("Error"), "The body is not sent as application/json.")
 CONFLICT = _json(_ref("Error"), "The sync is not part of the project's lineage.")
 QUEUE_DOWN = _json(_ref("Error"), "Redis is unreachable; retry (see Retry-After).")
+UNPROCESSABLE = _json(
+    _ref("Error"),
+    "A body field is unknown, missing or of the wrong type (the error names it), or the "
+    "Idempotency-Key was used before for a different request.",
+)
+NOT_TRACKED = _json(_ref("Error"), "The branch is not tracked any more (track it again first).")
+GITHUB_REFUSED = _json(
+    _ref("Error"),
+    "GitHub refuses the App access to the repository, or no active installation covers it.",
+)
+GITHUB_DOWN = _json(_ref("Error"), "GitHub did not answer, or its rate limit stops the call.")
+NO_APP = _json(_ref("Error"), "No GitHub App is configured yet (setup mode).")
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": (
+        "Any unique string of 1 to 255 visible ASCII characters: the same key again gets "
+        "the sync the first request got (for a different request: 422). Without it, an "
+        f"equal request within {defaults.SYNC_REQUEST_DEDUP_SECONDS} s (the "
+        "SYNC_REQUEST_DEDUP_SECONDS setting) gets the same sync."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
 
 
 def _paged(item: str) -> dict[str, Any]:
@@ -86,6 +109,82 @@ PATHS: dict[str, Any] = {
                 )
             },
         }
+    },
+    "/projects/{project_id}": {
+        "parameters": [PROJECT_ID],
+        "delete": {
+            "operationId": "untrackProject",
+            "summary": "Stop tracking the branch: no more syncs, gone from the lists",
+            "description": (
+                "A soft delete: history and memory stay readable by id, syncs still "
+                "queued are superseded, a running one finishes. Tracking the branch "
+                "again (POST .../branches) brings the project back. Repeating it is a no-op."
+            ),
+            "responses": {
+                "200": _json(
+                    {"type": "object", "properties": {"project": _ref("Project")}},
+                    "The project, now untracked.",
+                ),
+                "404": NOT_FOUND,
+            },
+        },
+        "patch": {
+            "operationId": "updateProject",
+            "summary": "Turn auto-sync (a sync on every push) on or off",
+            "description": (
+                "Off: pushes only record the branch head, so memory_lag shows memory "
+                "behind; a manual resync still works. On again: synced to the head if "
+                "the branch moved."
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["auto_sync"],
+                            "properties": {"auto_sync": {"type": "boolean"}},
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "project": _ref("Project"),
+                            "memory_lag": {"oneOf": [_ref("MemoryLag"), {"type": "null"}]},
+                        },
+                    },
+                    "The project with its new setting.",
+                ),
+                "400": BAD_REQUEST,
+                "404": NOT_FOUND,
+                "415": NOT_JSON,
+                "422": UNPROCESSABLE,
+            },
+        },
+    },
+    "/projects/{project_id}/github-branches": {
+        "parameters": [PROJECT_ID],
+        "get": {
+            "operationId": "githubBranches",
+            "summary": "GitHub's branches of the project's repository, tracked ones marked",
+            "description": (
+                f"Read from GitHub with the App's token, up to "
+                f"{defaults.GITHUB_BRANCHES_MAX_PAGES * defaults.GITHUB_BRANCHES_PER_PAGE} "
+                "branches (truncated says whether there are more)."
+            ),
+            "responses": {
+                "200": _json(_ref("GitHubBranches"), "GitHub's branches."),
+                "404": NOT_FOUND,
+                "409": GITHUB_REFUSED,
+                "502": GITHUB_DOWN,
+                "503": NO_APP,
+            },
+        },
     },
     "/projects/{project_id}/branches": {
         "parameters": [PROJECT_ID],
@@ -131,16 +230,33 @@ PATHS: dict[str, Any] = {
         "parameters": [PROJECT_ID],
         "post": {
             "operationId": "startSync",
-            "summary": "Manual resync (coalesced with a sync already queued)",
+            "summary": "Manual resync (coalesced with a sync already queued); idempotent",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {
                 "required": False,
-                "content": {"application/json": {"schema": {"type": "object"}}},
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "full": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "Compare every file, not the stored trees.",
+                                }
+                            },
+                            "additionalProperties": False,
+                        }
+                    }
+                },
             },
             "responses": {
                 "202": ACCEPTED,
                 "400": BAD_REQUEST,
                 "404": NOT_FOUND,
+                "409": NOT_TRACKED,
                 "415": NOT_JSON,
+                "422": UNPROCESSABLE,
                 "503": QUEUE_DOWN,
             },
         },
@@ -166,6 +282,7 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "restore",
             "summary": "Queue a restore of memory to the state of a past successful sync",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {
                 "required": True,
                 "content": {
@@ -174,6 +291,7 @@ PATHS: dict[str, Any] = {
                             "type": "object",
                             "required": ["sync_id"],
                             "properties": {"sync_id": {"type": "integer", "minimum": 1}},
+                            "additionalProperties": False,
                         }
                     }
                 },
@@ -182,8 +300,13 @@ PATHS: dict[str, Any] = {
                 "202": ACCEPTED,
                 "400": BAD_REQUEST,
                 "404": _json(_ref("Error"), "Unknown project, or a sync of another project."),
-                "409": CONFLICT,
+                "409": _json(
+                    _ref("Error"),
+                    "The sync is not part of the project's lineage, or the branch is not "
+                    "tracked any more.",
+                ),
                 "415": NOT_JSON,
+                "422": UNPROCESSABLE,
                 "503": QUEUE_DOWN,
             },
         },
@@ -327,8 +450,51 @@ SCHEMAS: dict[str, Any] = {
             "branch": {"type": "string"},
             "default_branch": {"type": "string"},
             "auto_sync": {"type": "boolean"},
+            "tracked": {"type": "boolean"},
+            "untracked_at": {"type": ["string", "null"], "format": "date-time"},
             "stopped_reason": _NULLABLE_STR,
             "current_sync": {"oneOf": [_ref("Sync"), {"type": "null"}]},
+        },
+    },
+    "MemoryLag": {
+        "type": "object",
+        "description": "Memory is behind the branch head (null where it is not).",
+        "required": ["branch_head_sha", "synced_sha", "behind_by", "restored"],
+        "properties": {
+            "branch_head_sha": {"type": "string", "description": "The last known head."},
+            "synced_sha": {"type": "string", "description": "The commit memory holds."},
+            "behind_by": {
+                **_NULLABLE_INT,
+                "description": "Commits memory lacks (GitHub's compare); null if unknown.",
+            },
+            "restored": {
+                "type": "boolean",
+                "description": "Memory holds a restored state; the next resync moves it "
+                "to the head.",
+            },
+        },
+    },
+    "GitHubBranches": {
+        "type": "object",
+        "required": ["repository", "items", "truncated"],
+        "properties": {
+            "repository": {"type": "string"},
+            "default_branch": {"type": "string"},
+            "truncated": {"type": "boolean"},
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "sha", "tracked", "project_id"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "sha": {"type": "string"},
+                        "tracked": {"type": "boolean"},
+                        "project_id": _NULLABLE_INT,
+                        "default": {"type": "boolean"},
+                    },
+                },
+            },
         },
     },
     "Branches": {
@@ -360,6 +526,7 @@ SCHEMAS: dict[str, Any] = {
             "current_sync": {"oneOf": [_ref("Sync"), {"type": "null"}]},
             "active_sync": {"oneOf": [_ref("Sync"), {"type": "null"}]},
             "events_url": {"type": ["string", "null"], "format": "uri"},
+            "memory_lag": {"oneOf": [_ref("MemoryLag"), {"type": "null"}]},
         },
     },
     "Accepted": {

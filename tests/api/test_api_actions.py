@@ -78,10 +78,30 @@ def test_restore_runs_in_a_worker(client: FlaskClient, synced: Tracked) -> None:
     assert_matches_git(synced, first_head)
 
 
-@pytest.mark.parametrize("body", [{}, {"sync_id": "1"}, {"sync_id": True}, {"sync_id": 0}, []])
-def test_restore_bad_bodies_are_400(client: FlaskClient, app_context: object, body: object) -> None:
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({}, "sync_id is required"),
+        ({"sync_id": "1"}, "sync_id must be an integer"),
+        ({"sync_id": True}, "sync_id must be an integer"),
+        ({"sync_id": None}, "sync_id must be an integer"),
+        ({"sync_id": 0}, "sync_id must be the id"),
+        ({"sync_id": 1, "force": True}, "Unknown field 'force'"),
+    ],
+)
+def test_restore_bad_fields_are_422_naming_the_field(
+    client: FlaskClient, app_context: object, body: object, named: str
+) -> None:
     project = make_project()
-    assert client.post(f"/api/v1/projects/{project.id}/restore", json=body).status_code == 400
+    answer = client.post(f"/api/v1/projects/{project.id}/restore", json=body)
+    assert answer.status_code == 422
+    assert named in answer.json["error"]
+    assert queued_job_ids() == []
+
+
+def test_restore_body_that_is_no_object_is_400(client: FlaskClient, app_context: object) -> None:
+    project = make_project()
+    assert client.post(f"/api/v1/projects/{project.id}/restore", json=[]).status_code == 400
 
 
 def test_restore_outside_the_lineage(client: FlaskClient, app_context: object) -> None:
