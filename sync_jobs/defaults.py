@@ -187,6 +187,17 @@ SYNC_EVENTS_MAXLEN = 2000
 SYNC_EVENTS_TTL_SECONDS = 7 * 24 * 60 * 60
 """How long a sync's events stay readable after the last one was written."""
 
+CHANGE_EVENTS_MAXLEN = 20_000
+"""Approximate cap on the stream of every project's changes (progress included, at most
+a few events a second per running sync): a page reconnecting within minutes resumes."""
+
+PROJECT_CHANGE_EVENTS_MAXLEN = 2000
+"""Approximate cap on one project's stream of changes."""
+
+PROJECT_CHANGE_EVENTS_TTL_SECONDS = 24 * 60 * 60
+"""A project's change stream expires this long after its last event (a quiet project
+keeps no key); the stream of every project is bounded by its length alone."""
+
 APPLY_RACE_RETRIES = 3
 """A sync that loses the compare-and-set on the current-sync pointer recomputes its
 delta against the new state this many times before giving up (and being retried)."""

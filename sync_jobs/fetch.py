@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -30,8 +32,35 @@ from sync_jobs.core.tarstream import gunzip, read_entries
 from sync_jobs.core.tree import FileEntry, FlatTree, blob_sha
 from sync_jobs.errors import SyncDataError
 
-Progress = Callable[[int, int], None]
-"""Called with (done, total) as blobs arrive."""
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """How far a fetch got: files stored, of how many (0: not known yet), and bytes."""
+
+    files: int
+    total: int
+    bytes: int
+
+
+FetchProgress = Generator[Fetched, None, T]
+"""A fetch that yields its progress as content arrives and returns its result."""
+
+
+class Ticker:
+    """True at most every ``interval`` seconds: fetches report as they go, not per blob."""
+
+    def __init__(self, interval: float = defaults.PROGRESS_MIN_INTERVAL_SECONDS) -> None:
+        self._interval = interval
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            return False
+        self._last = now
+        return True
 
 
 def chunks(items: list[Any], size: int = defaults.DB_BATCH_ROWS) -> Iterable[list[Any]]:
@@ -168,32 +197,35 @@ def fetch_blobs(
     connector: GitHubConnector,
     writer: BlobWriter,
     needed: Mapping[str, int | None],
-    progress: Progress,
-) -> None:
+) -> FetchProgress[None]:
     """Fetch ``needed`` (sha → size from the tree) one call per blob, several at a time.
 
+    Yields progress while the blobs arrive (every few hundred ms, and once at the end).
     Oversized blobs are recorded from the tree's size alone: their content is never
     downloaded.
     """
     total = len(needed)
-    done = 0
+    done = size = 0
     to_fetch = []
-    for sha, size in needed.items():
-        if size is not None and size > writer.max_bytes:
-            writer.add(sha, None, size)
+    for sha, known in needed.items():
+        if known is not None and known > writer.max_bytes:
+            writer.add(sha, None, known)
             done += 1
         else:
             to_fetch.append(sha)
-    batch_size = defaults.FETCH_CONCURRENCY * 16
+    ticker = Ticker()
+    # Batches bound how many downloaded blobs wait in memory for the ones before them.
     with writer.writing():
-        for batch in chunks(to_fetch, batch_size):
+        for batch in chunks(to_fetch, defaults.FETCH_CONCURRENCY * 16):
             for sha, data in connector.blobs(batch):
                 if blob_sha(data) != sha:
                     raise SyncDataError(f"blob {sha} from GitHub hashes to {blob_sha(data)}")
                 writer.add(sha, data, len(data))
                 done += 1
-            progress(done, total)
-    progress(done, total)
+                size += len(data)
+                if ticker.due():
+                    yield Fetched(done, total, size)
+    yield Fetched(done, total, size)
 
 
 def read_tarball(
@@ -202,16 +234,19 @@ def read_tarball(
     commit_sha: str,
     *,
     wanted: set[str] | None,
-    progress: Progress,
     expected_files: int = 0,
-) -> FlatTree:
+) -> FetchProgress[FlatTree]:
     """Stream the commit's tarball; store the wanted blobs (all when ``wanted`` is None).
 
+    Yields progress as the archive is read (files and bytes so far, of
+    ``expected_files`` when known), every few hundred ms and once at the end.
     Returns the flat tree the archive describes, with blob SHAs computed from content.
     It lacks submodules and reflects export-ignore/export-subst, so callers check it
     against the real tree (root SHA, or per-blob SHA) before trusting it.
     """
     flat: FlatTree = {}
+    size = 0
+    ticker = Ticker()
     with writer.writing(), connector.tarball(commit_sha) as chunks:
         for entry in read_entries(gunzip(chunks), max_bytes=writer.max_bytes):
             path = tar_member_path(entry.name)
@@ -223,7 +258,9 @@ def read_tarball(
                 writer.add(entry.sha, entry.data, entry.size)
                 if wanted is not None:
                     wanted.discard(entry.sha)
-            if len(flat) % 1000 == 0:
-                progress(len(flat), max(expected_files, len(flat)))
-    progress(len(flat), max(expected_files, len(flat)))
+            size += entry.size
+            if ticker.due():
+                known = max(expected_files, len(flat)) if expected_files else 0
+                yield Fetched(len(flat), known, size)
+    yield Fetched(len(flat), len(flat), size)
     return flat

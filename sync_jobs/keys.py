@@ -141,6 +141,13 @@ def sync_events_key(sync_id: int) -> str:
     return f"{key_prefix()}:sync-events:{sync_id}"
 
 
+def change_events_key(project_id: int | None = None) -> str:
+    """Redis Stream of changes pages show (a sync queued, its progress and end, a branch
+    tracked or untracked): of every project, or of one project."""
+    base = f"{key_prefix()}:changes"
+    return base if project_id is None else f"{base}:{project_id}"
+
+
 def installation_token_key(installation_github_id: int, scope: str = "") -> str:
     """An installation access token (encrypted), shared by every worker until shortly
     before it expires; ``scope`` names the one repository it was narrowed to, if any."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import select
@@ -39,8 +39,16 @@ from sync_jobs.core.merkle import MerkleWalk
 from sync_jobs.core.plan import DeltaBase, FetchCosts, FetchStrategy, choose_fetch, delta_blocker
 from sync_jobs.core.tree import build_trees
 from sync_jobs.errors import LostRaceError, PermanentSyncError, RepositoryNotFoundError
-from sync_jobs.fetch import BlobWriter, fetch_blobs, has_any_blob, read_tarball, stored_blob_shas
-from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher
+from sync_jobs.fetch import (
+    BlobWriter,
+    FetchProgress,
+    fetch_blobs,
+    has_any_blob,
+    read_tarball,
+    stored_blob_shas,
+)
+from sync_jobs.git_fetch import objects_over_git
+from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher, describe_fetch
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.trees import TreeSource, listed_sizes, stored_sizes
 
@@ -54,6 +62,7 @@ FETCH_COSTS = FetchCosts(
 )
 
 Events = Generator[ProgressEvent, None, SyncStatus]
+T = TypeVar("T")
 
 
 class PhaseTimer:
@@ -200,11 +209,15 @@ def _attempt(
         )
         writer = BlobWriter(repository.id, max_bytes=current_app.config["SYNC_MAX_BLOB_BYTES"])
         content_from_tarball = False
+        # Git's smart HTTP first when configured: one pack of the new trees and blobs;
+        # None means the REST path below runs (the reason was logged).
+        git = yield from objects_over_git(gh, writer, project.branch, head, sync.base_commit_sha)
         if reason is None:
             yield ProgressEvent(Phase.DIFF, 0, 1, "comparing trees (delta)")
             walk = MerkleWalk(current_tree, head.tree_sha)
             known_files = count_files(project.id)
             source = TreeSource(gh, repository.id, size_hint=stored_sizes(project.id, known_files))
+            source.add(git.trees.trees if git else {})
             source.drive(walk)
             plan.delta = walk.delta()
             plan.total_files = known_files + len(plan.delta.opened) - len(plan.delta.closed_paths)
@@ -216,7 +229,8 @@ def _attempt(
             source = TreeSource(
                 gh, repository.id, size_hint=stored_sizes(project.id, count_files(project.id))
             )
-            if not has_any_blob(repository.id):
+            source.add(git.trees.trees if git else {})
+            if git is None and not has_any_blob(repository.id):
                 # Nothing stored for this repository: everything is needed, and one
                 # archive is cheaper than any listing plus blob calls.
                 timer.enter("fetch")
@@ -255,18 +269,12 @@ def _attempt(
             missing = {sha: missing[sha] for sha in wanted}  # what the archive lacked
             content_from_tarball = True
         if missing:
-            yield ProgressEvent(Phase.FETCH, 0, len(missing), f"fetching {len(missing)} blobs")
-            events: list[ProgressEvent] = []
-            fetch_blobs(
-                gh,
-                writer,
-                missing,
-                lambda done, total: events.append(
-                    ProgressEvent(Phase.FETCH, done, total, "fetching blobs")
-                ),
-            )
-            yield from events
-        plan.mode += "+tarball" if content_from_tarball else "+blobs" if needed else ""
+            yield ProgressEvent(Phase.FETCH, 0, len(missing), f"fetching {len(missing):,} files")
+            yield from _fetch_events(fetch_blobs(gh, writer, missing), "fetching")
+        if git is not None:
+            plan.mode += "+git+blobs" if missing else "+git"
+        else:
+            plan.mode += "+tarball" if content_from_tarball else "+blobs" if needed else ""
 
     timer.enter("apply")
     yield ProgressEvent(Phase.APPLY, 0, len(plan.delta.changes), "writing the new state")
@@ -287,19 +295,19 @@ def _attempt(
 def _tarball(
     gh: GitHubConnector, writer: BlobWriter, commit_sha: str, wanted: set[str] | None, expected: int
 ) -> Generator[ProgressEvent, None, Any]:
-    events: list[ProgressEvent] = []
-    flat = read_tarball(
-        gh,
-        writer,
-        commit_sha,
-        wanted=wanted,
-        expected_files=expected,
-        progress=lambda done, total: events.append(
-            ProgressEvent(Phase.FETCH, done, total, "reading the tarball")
-        ),
-    )
-    yield from events[-3:]
-    return flat
+    fetch = read_tarball(gh, writer, commit_sha, wanted=wanted, expected_files=expected)
+    return (yield from _fetch_events(fetch, "reading the tarball"))
+
+
+def _fetch_events(fetch: FetchProgress[T], source: str) -> Generator[ProgressEvent, None, T]:
+    """A fetch's progress as events, published while the content still arrives."""
+    while True:
+        try:
+            step = next(fetch)
+        except StopIteration as stop:
+            return stop.value
+        message = describe_fetch(files=step.files, total=step.total, size=step.bytes, source=source)
+        yield ProgressEvent(Phase.FETCH, step.files, step.total, message, bytes=step.bytes)
 
 
 def _tree_stored(repository_id: int, sha: str) -> bool:
@@ -334,7 +342,7 @@ def execute_sync(
     ``guard`` is called before the pipeline goes on after each event, so it can stop
     the sync (by raising) before the apply step, which runs after its first event.
     """
-    publisher = ProgressPublisher(redis_connection(), sync_id=sync_id)
+    publisher = _publisher(sync_id)
     stats = CallStats()
     status = SyncStatus.FAILED
     try:
@@ -375,6 +383,13 @@ def execute_sync(
         on_event(final)
 
 
+def _publisher(sync_id: int) -> ProgressPublisher:
+    """The sync's publisher; its project's pages follow its events too."""
+    sync = db.session.get(ProjectSync, sync_id)
+    project_id = sync.project_id if sync is not None else None
+    return ProgressPublisher(redis_connection(), sync_id=sync_id, project_id=project_id)
+
+
 def _record(sync_id: int, status: SyncStatus, message: str, stats: CallStats) -> None:
     sync = db.session.get(ProjectSync, sync_id)
     if sync is None:
@@ -395,3 +410,5 @@ def _record(sync_id: int, status: SyncStatus, message: str, stats: CallStats) ->
 def mark_failed(sync_id: int, message: str) -> None:
     """For the job layer: a retryable failure that ran out of retries becomes final."""
     _record(sync_id, SyncStatus.FAILED, message, CallStats())
+    final = ProgressEvent(Phase.DONE, 1, 1, message, outcome=SyncStatus.FAILED)
+    _publisher(sync_id).publish(final, force=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from sync_jobs import defaults
+from sync_jobs.changes import ChangeKind, add_change
 from sync_jobs.keys import sync_events_key
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,41 @@ class Phase(StrEnum):
     DONE = "done"  # the final event, with the outcome
 
 
+PHASE_WEIGHTS: dict[Phase, float] = {
+    Phase.RESOLVE: 4.0,
+    Phase.DIFF: 16.0,
+    Phase.FETCH: 55.0,
+    Phase.APPLY: 25.0,
+}
+"""Share of one progress bar each phase gets, from measured phase durations.
+
+Measured with ``bench/phase_weights.py`` (the emulator at 30 ms latency, SQLite): the
+first sync of a real-size repository and a delta sync of a large change to it; the
+``phase_seconds`` of each sync, as a share of its total:
+
+=========  ===============================  ==============================  ======
+phase      first sync (tarball), share      delta sync (blob calls), share  weight
+=========  ===============================  ==============================  ======
+resolve    see bench/README.md               see bench/README.md               4
+diff                                                                         16
+fetch                                                                        55
+apply                                                                        25
+=========  ===============================  ==============================  ======
+
+The weights follow the first sync, the one long enough for a person to watch; a delta
+sync finishes within seconds either way. Phases a sync skips give their share to the
+phases still to come (:class:`ProgressMeter`), so every bar ends at 100 %.
+"""
+
+WORK_PHASES = (Phase.RESOLVE, Phase.DIFF, Phase.FETCH, Phase.APPLY)
+"""The order phases usually run in (a first sync's tarball comes before its diff)."""
+
+UNKNOWN_TOTAL_HALFWAY = 2000
+"""Within a phase whose total is unknown (a first sync's tarball: the archive says how
+many files it holds only at its end), the bar reaches half the phase's share after this
+many items and keeps approaching its end without reaching it."""
+
+
 @dataclass(frozen=True)
 class ProgressEvent:
     phase: Phase
@@ -40,6 +76,8 @@ class ProgressEvent:
     total: int = 0
     message: str = ""
     outcome: str | None = None
+    bytes: int = 0
+    percent: float | None = None
 
     @property
     def final(self) -> bool:
@@ -52,6 +90,10 @@ class ProgressEvent:
             "total": str(self.total),
             "message": self.message,
         }
+        if self.bytes:
+            body["bytes"] = str(self.bytes)
+        if self.percent is not None:
+            body["percent"] = f"{self.percent:.1f}"
         if self.outcome is not None:
             body["outcome"] = self.outcome
         if self.final:
@@ -64,27 +106,122 @@ class ProgressEvent:
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()
         }
+        percent = data.get("percent")
         return cls(
             Phase(data["phase"]),
             int(data.get("done", 0)),
             int(data.get("total", 0)),
             data.get("message", ""),
             data.get("outcome"),
+            int(data.get("bytes", 0)),
+            float(percent) if percent is not None else None,
         )
+
+    def payload(self) -> dict[str, Any]:
+        """The event as the JSON ``data`` of a server-sent event."""
+        data: dict[str, Any] = {
+            "phase": str(self.phase),
+            "done": self.done,
+            "total": self.total,
+            "message": self.message,
+            "bytes": self.bytes,
+            "percent": self.percent,
+        }
+        if self.outcome is not None:
+            data["outcome"] = self.outcome
+        return data
+
+
+class ProgressMeter:
+    """One percentage for a whole sync, across phases, never going back.
+
+    Entering a phase gives it its weight's share of what is left of the bar, shared
+    with the phases after it in :data:`WORK_PHASES` not seen yet; a phase seen again
+    (the blob calls after a tarball) gets nothing more. Retry events keep the bar where
+    it is; the final event puts it at 100.
+    """
+
+    def __init__(self, weights: dict[Phase, float] | None = None) -> None:
+        self._weights = weights or PHASE_WEIGHTS
+        self._seen: set[Phase] = set()
+        self._phase: Phase | None = None
+        self._base = 0.0
+        self._span = 0.0
+        self.percent = 0.0
+
+    def update(self, event: ProgressEvent) -> float:
+        if event.final:
+            self.percent = 100.0
+            return self.percent
+        if event.phase not in self._weights:
+            return self.percent
+        if event.phase != self._phase:
+            self._enter(event.phase)
+        fraction = phase_fraction(event.done, event.total)
+        self.percent = max(self.percent, min(100.0, self._base + self._span * fraction))
+        return self.percent
+
+    def _enter(self, phase: Phase) -> None:
+        self._base = self.percent
+        if phase in self._seen:
+            self._span = 0.0
+        else:
+            later = WORK_PHASES[WORK_PHASES.index(phase) :]
+            remaining = [p for p in later if p not in self._seen]
+            share = sum(self._weights[p] for p in remaining)
+            self._span = (100.0 - self._base) * self._weights[phase] / share if share else 0.0
+        self._seen.add(phase)
+        self._phase = phase
+
+
+def phase_fraction(done: int, total: int) -> float:
+    """How far through its phase an event is (see :data:`UNKNOWN_TOTAL_HALFWAY`)."""
+    if total > 0:
+        return min(1.0, max(0.0, done / total))
+    return done / (done + UNKNOWN_TOTAL_HALFWAY) if done > 0 else 0.0
+
+
+def human_bytes(size: int | float | None) -> str:
+    """``1536`` → ``1.5 KiB``: binary units, one decimal below 10, none above."""
+    if size is None:
+        return "—"
+    value = float(size)
+    if abs(value) < 1024:
+        return f"{int(value)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if abs(value) < 10 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def describe_fetch(*, files: int, total: int, size: int, source: str) -> str:
+    """The fetch phase in words: ``fetching 12 of 40 files, 1.2 MiB``."""
+    counted = f"{files:,} of {total:,} files" if total else f"{files:,} files so far"
+    return f"{source}: {counted}, {human_bytes(size)}"
 
 
 class ProgressPublisher:
-    """Appends events to a sync's stream, at most every few hundred ms within a phase."""
+    """Appends events to a sync's stream, at most every few hundred ms within a phase.
 
-    def __init__(self, redis: Redis, *, sync_id: int) -> None:
+    With ``project_id`` every published event also goes to the change streams pages
+    follow (:mod:`sync_jobs.changes`), with the bar's percentage from a
+    :class:`ProgressMeter` that sees every event, published or not.
+    """
+
+    def __init__(self, redis: Redis, *, sync_id: int, project_id: int | None = None) -> None:
         self._redis = redis
         self._key = sync_events_key(sync_id)
+        self._sync_id = sync_id
+        self._project_id = project_id
+        self._meter = ProgressMeter()
         self._last_phase: Phase | None = None
         self._last_time = 0.0
         self.published = 0
         self._unreachable = False
 
     def publish(self, event: ProgressEvent, *, force: bool = False) -> str | None:
+        event = replace(event, percent=round(self._meter.update(event), 1))
         now = time.monotonic()
         boundary = event.phase != self._last_phase or event.final or event.done == event.total
         if not (
@@ -100,6 +237,17 @@ class ProgressPublisher:
             approximate=True,
         )
         pipe.expire(self._key, defaults.SYNC_EVENTS_TTL_SECONDS)
+        if self._project_id is not None:
+            kind = ChangeKind.FINAL if event.final else ChangeKind.PROGRESS
+            status = event.outcome if event.final else "running"
+            add_change(
+                pipe,
+                kind,
+                project_id=self._project_id,
+                sync_id=self._sync_id,
+                status=status,
+                **event.payload(),
+            )
         try:
             event_id = pipe.execute()[0]
         except RedisError as exc:
@@ -111,6 +259,15 @@ class ProgressPublisher:
         self._unreachable = False
         self.published += 1
         return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+
+
+def last_event(redis: Redis, *, sync_id: int) -> ProgressEvent | None:
+    """The newest event of a sync (a page shows a running sync's bar where it is)."""
+    try:
+        newest = redis.xrevrange(sync_events_key(sync_id), count=1)
+    except RedisError:
+        return None
+    return ProgressEvent.from_fields(newest[0][1]) if newest else None  # type: ignore[index]
 
 
 def read_events(

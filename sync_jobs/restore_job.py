@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError
 
 from models import ProjectSync, SyncStatus, db
+from sync_jobs import changes
 from sync_jobs.keys import sync_job_id
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.restore import restore_sync
@@ -41,4 +42,5 @@ def request_restore(project_id: int, *, from_sync_id: int) -> ProjectSync:
         sync.error = f"Could not queue the restore: Redis is unreachable ({exc}). Request it again."
         db.session.commit()
         raise
+    changes.sync_queued(redis_connection(), sync)
     return sync

@@ -46,7 +46,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import CursorResult, update
 
 from models import ProjectSync, SyncStatus, SyncTrigger, db
-from sync_jobs import defaults
+from sync_jobs import changes, defaults
 from sync_jobs.errors import SyncReservationBusyError
 from sync_jobs.keys import sync_job_id, sync_lock_key, sync_pending_key, syncs_queue_name
 from sync_jobs.redis_client import redis_connection
@@ -290,4 +290,5 @@ def _create(
         sync.waiting_reason = f"waiting for the queue: Redis is unreachable ({exc})"
         db.session.commit()
         raise
+    changes.sync_queued(redis, sync)
     return sync

@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import ProjectSync, SyncStatus, db
 from models.base import discard_session
-from sync_jobs import defaults, metrics
+from sync_jobs import changes, defaults, metrics
 from sync_jobs.app_context import in_app_context
 from sync_jobs.errors import (
     GitHubUnavailableError,
@@ -270,6 +270,7 @@ def _reschedule(redis: Redis, sync: ProjectSync, delay: float, reason: str, *, k
     db.session.commit()
     metrics.record_sync_waiting(reason=kind)
     enqueue_run(syncs_queue(redis), sync_id=sync.id, job_id=job_id, delay_seconds=delay)
+    changes.sync_queued(redis, sync)
     log.info("sync %s rescheduled in %.0f s: %s", sync.id, delay, reason)
     return f"sync {sync.id} {reason}"
 

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from redis import Redis
 from redis.exceptions import RedisError
 
-from models import ProjectSync, SyncStatus, db
+from models import Project, ProjectSync, SyncStatus, db
 from sync_jobs import defaults
+from sync_jobs.changes import read_changes
 from sync_jobs.errors import ApiRequestError, InvalidParameterError
 from sync_jobs.progress import Phase, ProgressEvent, read_events
-from sync_jobs.redis_client import redis_connection
+from sync_jobs.redis_client import stream_connection
+from webhook_app.access import Access, current_access
 from webhook_app.api_queries import visible_sync
 
 bp = Blueprint("sse", __name__, url_prefix="/api/v1/events")
@@ -44,7 +47,7 @@ def _api_error(error: ApiRequestError) -> ResponseReturnValue:
     return jsonify(error=error.message), error.status
 
 
-def _stream_id(raw: str | None) -> str:
+def stream_id(raw: str | None) -> str:
     """``Last-Event-ID`` as a Redis Stream id; anything else is a client bug (400)."""
     if not raw:
         return STREAM_ID_START
@@ -54,20 +57,17 @@ def _stream_id(raw: str | None) -> str:
     return raw
 
 
-def format_event(event: ProgressEvent, *, event_id: str | None, sync_id: int) -> str:
-    """One SSE message: ``event: progress|final``, ``data:`` the event as JSON."""
-    data = {
-        "sync_id": sync_id,
-        "phase": str(event.phase),
-        "done": event.done,
-        "total": event.total,
-        "message": event.message,
-    }
-    if event.outcome is not None:
-        data["outcome"] = event.outcome
+def format_message(kind: str, data: dict[str, Any], *, event_id: str | None) -> str:
+    """One SSE message: ``id:`` (if any), ``event:`` the kind, ``data:`` JSON."""
     lines = [f"id: {event_id}"] if event_id else []
-    lines += [f"event: {'final' if event.final else 'progress'}", f"data: {json.dumps(data)}"]
+    lines += [f"event: {kind}", f"data: {json.dumps(data)}"]
     return "\n".join(lines) + "\n\n"
+
+
+def format_event(event: ProgressEvent, *, event_id: str | None, sync_id: int) -> str:
+    """A sync's event: ``event: progress|final``, ``data:`` the event as JSON."""
+    data = {"sync_id": sync_id, **event.payload()}
+    return format_message("final" if event.final else "progress", data, event_id=event_id)
 
 
 def _final_status(app: Flask, sync_id: int) -> ProjectSync | None:
@@ -140,10 +140,103 @@ def event_stream(app: Flask, redis: Redis, *, sync_id: int, after: str) -> Itera
 def project_sync_events(sync_id: int) -> ResponseReturnValue:
     """Stream a sync's progress as server-sent events."""
     visible_sync(sync_id)
-    after = _stream_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
+    after = stream_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     db.session.remove()  # nothing may hold a connection while the stream is open
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    stream = event_stream(app, redis_connection(), sync_id=sync_id, after=after)
+    stream = event_stream(app, stream_connection(), sync_id=sync_id, after=after)
+    return Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+# --- the streams pages follow -------------------------------------------------------------
+
+
+class ReadableProjects:
+    """Which projects a page stream's person may read, decided once per project.
+
+    The person's :class:`~webhook_app.access.Access` is worked out when the stream opens
+    (it lasts at most ``SSE_MAX_STREAM_SECONDS``; the reconnect works it out again), and
+    the projects the page showed are known readable from the start; a project first seen
+    in a change (a branch tracked meanwhile) is looked up once, in a session closed
+    straight after.
+    """
+
+    def __init__(self, app: Flask, access: Access, *, known: Iterable[int] = ()) -> None:
+        self._app = app
+        self._access = access
+        self._answers: dict[int, bool] = dict.fromkeys(known, True)
+
+    def __call__(self, project_id: int) -> bool:
+        if self._access.read_all:
+            return True
+        if project_id not in self._answers:
+            self._answers[project_id] = self._look_up(project_id)
+        return self._answers[project_id]
+
+    def _look_up(self, project_id: int) -> bool:
+        with self._app.app_context():
+            try:
+                project = db.session.get(Project, project_id)
+                if project is None:
+                    return False
+                repository = project.repository
+                installation = repository.installation
+                return self._access.can_read(
+                    installation_id=installation.github_id if installation else None,
+                    repository_id=repository.github_id,
+                )
+            finally:
+                db.session.remove()
+
+
+def change_stream(
+    redis: Redis,
+    *,
+    readable: Callable[[int], bool],
+    project_id: int | None,
+    after: str,
+) -> Iterator[str]:
+    """The body of a page's stream: the changes of every project (``project_id`` None)
+    or of one, those the person may read, until ``SSE_MAX_STREAM_SECONDS`` pass.
+
+    Each change is one message (``event:`` its kind, ``id:`` its stream id, ``data:`` its
+    JSON); a heartbeat comment goes out whenever ``SSE_HEARTBEAT_SECONDS`` pass without
+    one. The blocking read lasts one heartbeat interval, within the stream client's
+    socket timeout (``stream_connection``).
+    """
+    yield f"retry: {defaults.SSE_RETRY_MS}\n\n"
+    deadline = time.monotonic() + defaults.SSE_MAX_STREAM_SECONDS
+    block_ms = max(1, int(defaults.SSE_HEARTBEAT_SECONDS * 1000))
+    last_sent = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            found = read_changes(redis, project_id=project_id, after=after, block_ms=block_ms)
+        except RedisError:
+            yield ": events unavailable (Redis); reconnect to continue\n\n"
+            return
+        for event_id, change in found:
+            after = event_id
+            if readable(change.project_id):
+                yield format_message(str(change.kind), change.data, event_id=event_id)
+                last_sent = time.monotonic()
+        if time.monotonic() - last_sent >= defaults.SSE_HEARTBEAT_SECONDS:
+            yield ": heartbeat\n\n"
+            last_sent = time.monotonic()
+
+
+def page_stream_response(*, project_id: int | None, known: Iterable[int]) -> Response:
+    """Serve :func:`change_stream` for the current person, resuming at ``Last-Event-ID``
+    (sent by a reconnecting browser) or ``?after=`` (the page's render)."""
+    after = stream_id(request.headers.get("Last-Event-ID") or request.args.get("after"))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    readable = ReadableProjects(app, current_access(), known=known)
+    db.session.remove()  # nothing may hold a connection while the stream is open
+    stream = change_stream(
+        stream_connection(), readable=readable, project_id=project_id, after=after
+    )
     return Response(
         stream,
         mimetype="text/event-stream",

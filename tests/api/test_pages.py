@@ -37,7 +37,9 @@ def test_project_page_shows_lineage_memory_and_progress(
     db.session.commit()
     html = client.get(f"/projects/{project.id}").get_data(as_text=True)
     assert "Restore memory to sync" in html
-    assert f'data-events-url="/api/v1/events/project-sync/{queued.id}"' in html
+    assert f'data-events-url="/projects/{project.id}/events?after=' in html
+    assert f'<tr data-sync-id="{queued.id}" data-status="queued"' in html
+    assert f'<progress id="progress-bar-{queued.id}" role="progressbar"' in html
     assert "active entries" in html
     assert client.get("/projects/9999").status_code == 404
 
@@ -59,9 +61,11 @@ def test_resync_form_needs_the_token(client: FlaskClient, app_context: object) -
 def test_restore_button_queues_a_restore(client: FlaskClient, synced: Tracked) -> None:
     first = min(db.session.scalars(lineage(synced.project_id)), key=lambda s: s.id)
     path = f"/projects/{synced.project_id}"
-    answer = client.post(
-        f"{path}/restore", data={"csrf_token": token(client, path), "sync_id": str(first.id)}
-    )
+    form = {"csrf_token": token(client, path), "sync_id": str(first.id)}
+    asked = client.post(f"{path}/restore", data=form)
+    assert asked.status_code == 200 and 'id="confirm-restore"' in asked.get_data(as_text=True)
+    assert queued_job_ids() == []  # nothing happens before the confirmation
+    answer = client.post(f"{path}/restore", data={**form, "confirmed": "1"})
     assert answer.status_code == 303
     run_queued_jobs()
     project = db.session.get_one(Project, synced.project_id, populate_existing=True)
