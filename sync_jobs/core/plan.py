@@ -170,3 +170,30 @@ def plan_tree_fetches(
         else:
             plan.setdefault(tree.sha, TreeFetch.LEVEL)
     return plan
+
+
+class Transport(StrEnum):
+    """How a sync reads GitHub (``SYNC_TRANSPORT``): git's smart HTTP first with the REST
+    API as the fallback (``auto``), the REST API only, or git only (its failures are
+    retried later instead of falling back; for checking the git path)."""
+
+    AUTO = "auto"
+    REST = "rest"
+    GIT = "git"
+
+
+def git_fetch_blocker(
+    transport: Transport, *, base_commit: str | None, any_blob_stored: bool
+) -> str | None:
+    """The reason a sync does not fetch over git, or None when it does.
+
+    Without a last synced commit to send as ``have`` the pack holds every blob of the
+    head; that is the right fetch for a repository with nothing stored (like the
+    tarball), but a repository whose blobs another project already stored is cheaper
+    over the REST listing, which fetches only the missing ones.
+    """
+    if transport is Transport.REST:
+        return "SYNC_TRANSPORT is rest"
+    if base_commit is None and any_blob_stored and transport is Transport.AUTO:
+        return "no synced commit to negotiate from, and the repository's blobs are stored"
+    return None
