@@ -75,6 +75,9 @@ class DefaultConfig:
     MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
     # Files larger than this keep SHA and size only; their content is not stored.
     SYNC_MAX_BLOB_BYTES = 1024 * 1024
+    # How syncs read GitHub: "auto" fetches over git's smart HTTP and falls back to the
+    # REST API on any failure, "rest" uses the REST API only, "git" retries git failures.
+    SYNC_TRANSPORT = "auto"
     # On uninstall or repository removal: delete the stored data (True) or keep it
     # readable but stop syncing (False).
     PURGE_ON_UNINSTALL = False
@@ -332,6 +335,10 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["MAX_WEBHOOK_BYTES"] = _positive_int("MAX_WEBHOOK_BYTES", value)
     if value := environ.get("SYNC_MAX_BLOB_BYTES"):
         settings["SYNC_MAX_BLOB_BYTES"] = _positive_int("SYNC_MAX_BLOB_BYTES", value)
+    if value := environ.get("SYNC_TRANSPORT", "").strip():
+        settings["SYNC_TRANSPORT"] = _choice(
+            "SYNC_TRANSPORT", value, ("auto", "rest", "git"), upper=False
+        )
     for name in (
         "REPAIR_INTERVAL_SECONDS",
         "RECONCILE_INTERVAL_SECONDS",
