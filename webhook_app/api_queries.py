@@ -345,7 +345,9 @@ def github_branch_list(project: Project) -> tuple[list[dict[str, Any]], bool]:
             select(Project.branch, Project.id).where(
                 Project.repository_id == repository.id, Project.tracked.is_(True)
             )
-        ).tuples()
+        )
+        .tuples()
+        .all()
     )
     what = f"the branch list of {repository.full_name}"
     try:
