@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from . import defaults
 from .history import generate_repository, push
 from .server import EmulatorServer
 
@@ -53,6 +54,8 @@ def main() -> None:
     credentials_file.chmod(0o600)
     print(f"GitHub emulator at {server.url}")
     print(f"App {server.app_id} credentials in {credentials_file.resolve()}")
+    print(f"git over HTTP: git clone {server.url}/<owner>/<repo>.git; push as "
+          f"{defaults.DEMO_LOGIN} with the token {defaults.DEMO_PERSONAL_TOKEN}")
     if args.demo:
         repo = server.state.find_repository(DEMO_OWNER, DEMO_REPOSITORY)
         if repo is None:

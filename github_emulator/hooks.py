@@ -1,8 +1,10 @@
 """The ``post-receive`` hook installed in every emulated repository.
 
-git runs it after a push has updated the refs; it forwards the ref updates to the
-running emulator (``POST /_emulator/post-receive``), which answers only after the
-``push`` webhooks went out, so ``git push`` returning means the deliveries are done.
+git runs it after a push has updated the refs, a local push or one over smart HTTP
+alike (:mod:`github_emulator.smart_http` sets the pusher); it forwards the ref
+updates to the running emulator (``POST /_emulator/post-receive``), which answers
+only after the ``push`` webhooks went out, so ``git push`` returning means the
+deliveries are done.
 The script uses the standard library only and finds the server's URL in the data
 folder, so repositories keep working across emulator restarts on other ports.
 """

@@ -12,6 +12,10 @@ Fixtures (function scope unless noted):
   installed on it (a :class:`SampleRepository`).
 - ``app_github`` / ``installation_github``: githubkit clients authenticated as the
   App (JWT) and as the sample installation, with ``base_url`` at the emulator.
+
+Helpers for git over HTTP: :func:`installation_token` (a fresh ``ghs_`` token through
+the REST API) and :func:`with_credentials` (a clone URL carrying a username and token,
+as ``git clone https://x-access-token:<token>@github.com/o/r.git`` does).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
@@ -63,6 +68,20 @@ def installation_client(server: EmulatorServer, installation_id: int) -> GitHub:
     return GitHub(AppInstallationAuthStrategy(str(server.app_id), server.private_key_pem,
                                               installation_id), base_url=server.url + "/",
                   cache_strategy=MemCacheStrategy())
+
+
+def installation_token(server: EmulatorServer, installation_id: int) -> str:
+    """A new installation token, fetched as an App does (JWT, then the REST call)."""
+    client = app_client(server)  # held: githubkit's namespaces need a live client
+    return client.rest.apps.create_installation_access_token(installation_id
+                                                             ).parsed_data.token
+
+
+def with_credentials(url: str, token: str, *, username: str = "x-access-token") -> str:
+    """``url`` (``server.http_clone_url(repo)``) with Basic credentials in it; git
+    sends them after the emulator's 401 challenge."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{quote(username, safe='')}:{quote(token, safe='')}@{rest}"
 
 
 @pytest.fixture(scope="session")

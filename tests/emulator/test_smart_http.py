@@ -16,7 +16,7 @@ from githubkit import GitHub
 from github_emulator import EmulatorServer, defaults
 from github_emulator.history import generate_repository, push
 from github_emulator.receiver import WebhookReceiver
-from github_emulator.testing import SampleRepository, app_client
+from github_emulator.testing import SampleRepository, installation_token, with_credentials
 
 BIG_FILE_BYTES = 5000
 """Larger than the 1k filter of the partial-clone test."""
@@ -35,16 +35,6 @@ def git(*args: str, cwd: Path | None = None, check: bool = True,
     if check and result.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
     return result
-
-
-def with_credentials(url: str, username: str, password: str) -> str:
-    return url.replace("http://", f"http://{username}:{password}@", 1)
-
-
-def installation_token(server: EmulatorServer, installation_id: int) -> str:
-    client = app_client(server)  # held: githubkit's namespaces need a live client
-    return client.rest.apps.create_installation_access_token(installation_id
-                                                             ).parsed_data.token
 
 
 def head_of(path: Path, ref: str = "HEAD") -> str:
@@ -73,7 +63,7 @@ def test_clone_with_an_installation_token(github_emulator: EmulatorServer,
                                           tmp_path: Path, version: str) -> None:
     token = installation_token(github_emulator, private_repository.installation_id)
     url = with_credentials(github_emulator.http_clone_url(private_repository.record),
-                           "x-access-token", token)
+                           token)
     clone = tmp_path / "clone"
     result = git("-c", f"protocol.version={version}", "clone", url, str(clone),
                  env={"GIT_TRACE_PACKET": "1"})
@@ -90,7 +80,7 @@ def test_clone_without_or_with_bad_credentials_is_challenged(
     url = github_emulator.http_clone_url(private_repository.record)
     refused = git("clone", url, str(tmp_path / "anonymous"), check=False)
     assert refused.returncode != 0 and "could not read Username" in refused.stderr
-    bad = git("clone", with_credentials(url, "x-access-token", "ghs_" + "x" * 36),
+    bad = git("clone", with_credentials(url, "ghs_" + "x" * 36),
               str(tmp_path / "bad"), check=False)
     assert bad.returncode != 0 and "Authentication failed" in bad.stderr
     for auth in (None, ("x-access-token", "ghs_unknown"), ("octo", "a password")):
@@ -152,7 +142,7 @@ def test_partial_clone_omits_blobs_over_the_limit(github_emulator: EmulatorServe
                                                   tmp_path: Path) -> None:
     token = installation_token(github_emulator, private_repository.installation_id)
     url = with_credentials(github_emulator.http_clone_url(private_repository.record),
-                           "x-access-token", token)
+                           token)
     clone = tmp_path / "partial"
     git("clone", "--no-checkout", "--filter=blob:limit=1k", url, str(clone))
     listing = git("rev-list", "--objects", "--missing=print", "--all",
@@ -180,8 +170,8 @@ def test_push_with_the_demo_token_delivers_push_webhooks(
     push(work, github_emulator.clone_url(record))
     github_emulator.webhook_url = webhook_receiver.url
     earlier = len(github_emulator.deliveries)
-    remote = with_credentials(github_emulator.http_clone_url(record), defaults.DEMO_LOGIN,
-                              defaults.DEMO_PERSONAL_TOKEN)
+    remote = with_credentials(github_emulator.http_clone_url(record),
+                              defaults.DEMO_PERSONAL_TOKEN, username=defaults.DEMO_LOGIN)
     before = history.head
     change = history.commit_random_change()
     git("push", remote, "main", "main:refs/heads/topic", cwd=work)
@@ -214,7 +204,7 @@ def test_installation_with_contents_write_pushes_as_its_bot(
     token = installation_token(github_emulator, sample_repository.installation_id)
     change = sample_repository.history.commit_random_change()
     remote = with_credentials(github_emulator.http_clone_url(sample_repository.record),
-                              "x-access-token", token)
+                              token)
     git("push", remote, "main", cwd=sample_repository.work_dir)
     assert head_of(github_emulator.git(sample_repository.record).path, "main") == change.sha
     delivery = github_emulator.deliveries[-1]
@@ -267,7 +257,7 @@ def test_clone_url_and_html_url_of_the_rest_payload_work(
     client = GitHub(token, base_url=github_emulator.url + "/")
     repo = client.rest.repos.get("octo", "secret").parsed_data
     clone = tmp_path / "from-payload"
-    git("clone", with_credentials(repo.clone_url, "x-access-token", token), str(clone))
+    git("clone", with_credentials(repo.clone_url, token), str(clone))
     assert head_of(clone) == head_of(private_repository.work_dir)
     assert httpx.get(repo.html_url).status_code == 404  # private: hidden from visitors
     public = github_emulator.create_repository("octo", "open", description="An open one")
