@@ -116,7 +116,7 @@ class _ChannelHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers["Content-Length"]))
-        message = {name.lower(): value for name, value in self.headers.items()}
+        message: dict[str, Any] = {name.lower(): value for name, value in self.headers.items()}
         message.update(body=json.loads(raw), query={}, timestamp=int(time.time() * 1000))
         self.server.emit(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
         self.send_response(200)
