@@ -3,7 +3,7 @@ the two flat trees, whatever the pack lacks (reverts, moved directories)."""
 
 from __future__ import annotations
 
-from dulwich.objects import Tree
+from dulwich.objects import ObjectID, Tree
 
 from sync_jobs.core.diff import diff_flat
 from sync_jobs.core.merkle import MerkleWalk
@@ -95,10 +95,10 @@ BASE = {
 
 def test_raw_tree_entries_spell_modes_as_github() -> None:
     tree = Tree()
-    tree.add(b"a", 0o100644, blob_sha(b"a").encode())
+    tree.add(b"a", 0o100644, ObjectID(blob_sha(b"a").encode()))
     tree.add(b"d", 0o40000, Tree().id)
-    tree.add(b"m", 0o160000, SUBMODULE_COMMIT.encode())
-    tree.add(b"l", 0o120000, blob_sha(b"a").encode())
+    tree.add(b"m", 0o160000, ObjectID(SUBMODULE_COMMIT.encode()))
+    tree.add(b"l", 0o120000, ObjectID(blob_sha(b"a").encode()))
     assert [(n, m) for n, m, _s in parse_raw_tree(tree.as_raw_string())] == [
         ("a", "100644"),
         ("d", "040000"),
