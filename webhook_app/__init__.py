@@ -64,6 +64,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from webhook_app import cli
 
     app.cli.add_command(cli.sync_command)
+    app.cli.add_command(cli.untrack_command)
 
     from sync_jobs import maintenance, sweeper
     from webhook_app import webhooks
