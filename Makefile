@@ -3,8 +3,10 @@
 
 .PHONY: run test lint typecheck pytest bench lock install browser demo-emulator
 
-run: install  ## start Redis (if needed), migrations, web and worker; a demo GitHub if no App is configured
-	.venv/bin/python -m scripts.run
+run:  ## its own Redis (unless REDIS_URL), migrations, web, worker, maintenance; a demo GitHub if no App is configured
+	@test -x .venv/bin/python || echo "Installing the locked dependencies into .venv (once)"
+	@scripts/bootstrap.sh --extra dev --quiet
+	@.venv/bin/python -m scripts.run
 
 test: install browser lint typecheck pytest  ## everything CI checks
 

@@ -1,16 +1,24 @@
 """``make run``: start everything a person needs to see Project Sync work on this machine.
 
-1. Redis: use ``REDIS_URL`` if it answers; otherwise start ``redis-server`` on its own
-   port (nothing persisted), or stop with a message saying what to install or set.
+0. Checks, before anything starts: this checkout is not running already (a lock in the
+   run folder), and the web port and the demo GitHub's port are free. A failed check is
+   one line saying who holds what and what to do, and the exit code is 1.
+1. Redis: ``REDIS_URL`` if set (it must answer). Otherwise a ``redis-server`` of this run's
+   own on a free port, its folder in the run folder, nothing persisted: two checkouts
+   never share a Redis, so neither runs the other's jobs.
 2. GitHub: with no ``APP_ID`` configured, start the bundled emulator with a generated
    demo repository and App credentials, and point the app at it.
-3. ``flask db upgrade`` on the configured database (SQLite under ``instance/`` by default).
-4. The Procfile's ``web`` and ``worker`` processes, output prefixed, stopped together on
-   Ctrl-C or when any of them exits.
+3. ``flask db upgrade`` on the configured database (SQLite in the run folder by default).
+4. The Procfile's ``web``, ``worker`` and ``maintenance`` processes, output prefixed,
+   stopped together on Ctrl-C or when any of them exits.
+
+The run folder is ``instance/`` of the checkout, or ``RUN_DIR``. Ports: ``PORT`` (5000)
+for the web process, ``EMULATOR_PORT`` (8765) for the demo GitHub.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -21,32 +29,51 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import redis
 from dotenv import dotenv_values
 
+from scripts import ports
+
 ROOT = Path(__file__).resolve().parent.parent
-INSTANCE = ROOT / "instance"
-DEV_REDIS_PORT = 6390
-"""Port for a Redis started by this script, away from a system Redis on 6379."""
-EMULATOR_PORT = int(os.environ.get("EMULATOR_PORT", "8765"))
-WEB_PORT = int(os.environ.get("PORT", "5000"))
-STARTUP_TIMEOUT_SECONDS = 30
+DEFAULT_WEB_PORT = 5000
+DEFAULT_EMULATOR_PORT = 8765
+STARTUP_TIMEOUT_SECONDS = 60
+STOP_TIMEOUT_SECONDS = 15
+"""How long children get to stop after SIGTERM before SIGKILL (a worker finishes its job)."""
 DEMO_OWNER, DEMO_NAME = "demo", "sample"
+LOCK_NAME = "run.lock"
+"""File in the run folder, locked while a ``make run`` of it is running; it names the
+holder's pid and URL for the next one to report."""
 
 
 class Supervisor:
     """Children started here, stopped together."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.last_to_stop: set[str] = set()
+        """Children in their own process group: stopped after all the others."""
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: list[str], *, own_group: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """Start a child; ``own_group`` keeps a terminal's Ctrl-C from reaching it, so it
+        stops only when :meth:`stop` says (after the children started later)."""
         child = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            argv,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0 if own_group else None,
         )
         self.children.append((name, child))
+        if own_group:
+            self.last_to_stop.add(name)
         threading.Thread(target=self._relay, args=(name, child), daemon=True).start()
         return child
 
@@ -54,35 +81,49 @@ class Supervisor:
     def _relay(name: str, child: subprocess.Popen[bytes]) -> None:
         assert child.stdout is not None
         for line in child.stdout:
-            sys.stdout.write(f"{name:>8} | {line.decode(errors='replace')}")
+            sys.stdout.write(f"{name:>11} | {line.decode(errors='replace')}")
             sys.stdout.flush()
 
+    def exited(self) -> tuple[str, int] | None:
+        """The first child that has exited, with its code."""
+        for name, child in self.children:
+            code = child.poll()
+            if code is not None:
+                return name, code
+        return None
+
     def wait(self) -> int:
-        while True:
-            for name, child in self.children:
-                code = child.poll()
-                if code is not None:
-                    print(f"{name} exited with {code}; stopping the others")
-                    return code or 1
+        while (ended := self.exited()) is None:
             time.sleep(0.5)
+        name, code = ended
+        print(f"{name} exited with {code}; stopping the others")
+        return code or 1
 
     def stop(self) -> None:
-        for _, child in reversed(self.children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for _, child in self.children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+        """SIGTERM to every child, those in their own group last; SIGKILL after a while."""
+        first = [child for name, child in self.children if name not in self.last_to_stop]
+        last = [child for name, child in self.children if name in self.last_to_stop]
+        for wave in (first, last):
+            for child in reversed(wave):
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+            for child in reversed(wave):
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
 
 
-def wait_until(check: object, what: str) -> None:
+def wait_until(check: Callable[[], object], what: str, supervisor: Supervisor) -> None:
+    """Wait for ``check`` to hold; stop at once if a child exits meanwhile."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
+        if ended := supervisor.exited():
+            raise SystemExit(f"{ended[0]} exited with {ended[1]} before {what} answered")
         try:
-            if check():  # type: ignore[operator]
+            if check():
                 return
         except Exception:
             pass
@@ -90,48 +131,152 @@ def wait_until(check: object, what: str) -> None:
     raise SystemExit(f"{what} did not come up within {STARTUP_TIMEOUT_SECONDS} s")
 
 
-def ensure_redis(env: dict[str, str], supervisor: Supervisor) -> None:
-    url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# --- checks before anything starts ----------------------------------------------------------
+
+
+def claim_run_dir(run_dir: Path, web_url: str) -> IO[str]:
+    """Lock the run folder for this run (released when the process ends, however)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-        print(f"Redis answers at {url}")
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        try:
+            holder = json.loads(handle.read())
+        except ValueError:
+            holder = {}
+        pid, url = holder.get("pid", "?"), holder.get("url", "?")
+        raise SystemExit(
+            f"Project Sync is already running from {run_dir} at {url} (pid {pid}): stop it "
+            f"(Ctrl-C where it runs, or kill -INT {pid}), or set RUN_DIR to another folder "
+            "and PORT to another port to run a second one."
+        ) from None
+    handle.truncate(0)
+    handle.write(json.dumps({"pid": os.getpid(), "url": web_url}))
+    handle.flush()
+    return handle
+
+
+def check_web_port(host: str, port: int) -> None:
+    if not ports.is_taken(host, port):
         return
-    except redis.RedisError:
-        pass
+    other = ports.next_free(host, port)
+    if ports.answers_as_project_sync(port):
+        raise SystemExit(
+            f"Project Sync is already running at http://127.0.0.1:{port}/ (port {port} is "
+            f"taken): stop it (Ctrl-C where it runs), or set PORT={other} to run another one."
+        )
+    raise SystemExit(
+        f"Port {port} is taken by another program, not Project Sync: stop it, or set "
+        f"PORT={other} to run Project Sync on another port."
+    )
+
+
+def check_emulator_port(port: int) -> None:
+    if not ports.is_taken(ports.LOOPBACK, port):
+        return
+    other = ports.next_free(ports.LOOPBACK, port)
+    holder = (
+        "the demo GitHub of another Project Sync"
+        if ports.answers_as_emulator(port)
+        else "another program"
+    )
+    raise SystemExit(
+        f"Port {port} of the demo GitHub (EMULATOR_PORT) is taken by {holder}: stop it, "
+        f"or set EMULATOR_PORT={other} to run this one's demo GitHub there."
+    )
+
+
+def check_redis_url(url: str) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise SystemExit(
+            f"Redis does not answer at REDIS_URL={url} ({exc}): start it, or unset REDIS_URL "
+            "and make run starts a Redis of its own."
+        ) from None
+
+
+def find_redis_server() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit(
-            f"Redis does not answer at {url} and there is no redis-server to start.\n"
-            "Install Redis (e.g. `apt-get install redis-server`) or set REDIS_URL to a running one."
+            "make run starts a Redis of its own, and there is no redis-server on this "
+            "machine: install it (e.g. `apt-get install redis-server`), or set REDIS_URL "
+            "to a running Redis."
         )
-    INSTANCE.mkdir(exist_ok=True)
-    supervisor.start(
+    return binary
+
+
+# --- starting things -------------------------------------------------------------------------
+
+
+def _server_pid(client: redis.Redis) -> int:
+    info: dict[str, object] = client.info("server")  # type: ignore[assignment]
+    return int(str(info["process_id"]))
+
+
+def stop_stale_redis(pidfile: Path) -> None:
+    """Stop the redis-server a run that was killed (SIGKILL) left behind.
+
+    Called with the run folder's lock held, so no live run owns it. Only a process
+    that is a redis-server is signalled (Linux's /proc tells; elsewhere it is left)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"redis-server" in command:
+        print(f"Stopping the redis-server (pid {pid}) an earlier run of {pidfile.parent} left")
+        os.kill(pid, signal.SIGTERM)
+
+
+def start_redis(binary: str, run_dir: Path, supervisor: Supervisor) -> str:
+    """A redis-server of this run's own, on a free port; returns its URL.
+
+    In its own process group: on Ctrl-C the worker and the others stop first, while
+    the Redis they talk to still answers; :meth:`Supervisor.stop` stops it last."""
+    data_dir = run_dir / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pidfile = data_dir / "redis.pid"
+    stop_stale_redis(pidfile)
+    port = ports.free_port()
+    child = supervisor.start(
         "redis",
         [
             binary,
+            "--pidfile",
+            str(pidfile),
             "--port",
-            str(DEV_REDIS_PORT),
+            str(port),
             "--bind",
-            "127.0.0.1",
+            ports.LOOPBACK,
             "--save",
             "",
             "--appendonly",
             "no",
             "--dir",
-            str(INSTANCE),
+            str(data_dir),
+            "--loglevel",
+            "warning",
         ],
-        env,
+        own_group=True,
     )
-    env["REDIS_URL"] = f"redis://127.0.0.1:{DEV_REDIS_PORT}/0"
-    wait_until(lambda: redis.Redis.from_url(env["REDIS_URL"]).ping(), "redis-server")
-    print(f"Started redis-server at {env['REDIS_URL']} (nothing is persisted)")
+    url = f"redis://{ports.LOOPBACK}:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    # Answering is not enough: it must be the server just started, not one that took
+    # the port in between.
+    wait_until(lambda: _server_pid(client) == child.pid, "redis-server", supervisor)
+    print(f"Started a Redis of this checkout's own at {url} (in {data_dir}, nothing persisted)")
+    return url
 
 
-def start_emulator(env: dict[str, str], supervisor: Supervisor) -> str:
+def start_emulator(env: dict[str, str], run_dir: Path, supervisor: Supervisor) -> str:
     """Start the bundled GitHub and point the app at it; returns the emulator's URL."""
-    data_dir = INSTANCE / "emulator"
+    data_dir = run_dir / "emulator"
     credentials = data_dir / "app.json"
-    emulator_url = f"http://127.0.0.1:{EMULATOR_PORT}"
+    emulator_url = f"http://{ports.LOOPBACK}:{env['EMULATOR_PORT']}"
     supervisor.start(
         "github",
         [
@@ -139,19 +284,19 @@ def start_emulator(env: dict[str, str], supervisor: Supervisor) -> str:
             "-m",
             "github_emulator",
             "--port",
-            str(EMULATOR_PORT),
+            env["EMULATOR_PORT"],
             "--data-dir",
             str(data_dir),
             "--app-credentials",
             str(credentials),
             "--webhook-url",
-            f"http://127.0.0.1:{WEB_PORT}/webhooks/github",
+            f"http://{ports.LOOPBACK}:{env['PORT']}/webhooks/github",
         ],
-        env,
     )
     wait_until(
-        lambda: urllib.request.urlopen(emulator_url + "/_emulator/app").status == 200,
+        lambda: ports.answers_as_emulator(int(env["EMULATOR_PORT"])),
         "the GitHub emulator",
+        supervisor,
     )
     app = json.loads(credentials.read_text())
     env.update(
@@ -180,7 +325,7 @@ def _post_json(url: str, body: dict[str, object]) -> tuple[int, dict[str, object
         return error.code, {}
 
 
-def install_demo(emulator_url: str) -> None:
+def install_demo(emulator_url: str, run_dir: Path) -> None:
     """Push a generated repository to the emulator and install the App on it.
 
     The emulator then sends ``installation created``; the app creates the project and
@@ -193,7 +338,7 @@ def install_demo(emulator_url: str) -> None:
         emulator_url + "/_emulator/repositories", {"owner": DEMO_OWNER, "name": DEMO_NAME}
     )
     if status == 201:
-        work_dir = INSTANCE / "emulator-demo-work"
+        work_dir = run_dir / "emulator-demo-work"
         generate_repository(work_dir, seed=42, files=500, directories=20, commits=5)
         push(work_dir, str(created["clone_url"]), force=True)
     _post_json(
@@ -201,6 +346,25 @@ def install_demo(emulator_url: str) -> None:
         {"account": DEMO_OWNER, "repositories": [f"{DEMO_OWNER}/{DEMO_NAME}"]},
     )
     print(f"Demo: installed the App on {DEMO_OWNER}/{DEMO_NAME}; its first sync is queued")
+
+
+def demo_push_instructions(emulator_url: str, web_url: str) -> str:
+    """How to clone the demo repository over the emulator's smart HTTP, commit and push."""
+    from github_emulator.defaults import DEMO_LOGIN, DEMO_PERSONAL_TOKEN
+
+    host = emulator_url.removeprefix("http://")
+    clone_url = f"http://{DEMO_LOGIN}:{DEMO_PERSONAL_TOKEN}@{host}/{DEMO_OWNER}/{DEMO_NAME}.git"
+    return "\n".join(
+        [
+            f"Push to the demo repository ({emulator_url}/{DEMO_OWNER}/{DEMO_NAME}.git, user "
+            f"{DEMO_LOGIN}, token {DEMO_PERSONAL_TOKEN}) and watch the sync it starts at "
+            f"{web_url}/:",
+            f"  git clone {clone_url} && cd {DEMO_NAME}",
+            '  echo "hello" > hello.txt && git add hello.txt',
+            '  git -c user.name=demo -c user.email=demo@example.com commit -m "Say hello"',
+            "  git push",
+        ]
+    )
 
 
 def announce_access(env: dict[str, str]) -> None:
@@ -219,56 +383,98 @@ def announce_access(env: dict[str, str]) -> None:
         print(f"The web process listens on {host}; pages and the API need sign-in with GitHub.")
 
 
-def main() -> int:
-    # Only the working directory's .env, as the app itself reads it.
+# --- the run -----------------------------------------------------------------------------
+
+
+def run_environment() -> dict[str, str]:
+    """The working directory's ``.env`` (as the app reads it) under the real environment."""
     dotenv_file = Path.cwd() / ".env"
     dotenv = dotenv_values(dotenv_file) if dotenv_file.is_file() else {}
     env = {
         **{k: v for k, v in dotenv.items() if v is not None},
         **os.environ,
         "PYTHONUNBUFFERED": "1",
-        "PORT": str(WEB_PORT),
     }
+    env["PORT"] = str(ports.parse("PORT", env.get("PORT"), DEFAULT_WEB_PORT))
+    env["EMULATOR_PORT"] = str(
+        ports.parse("EMULATOR_PORT", env.get("EMULATOR_PORT"), DEFAULT_EMULATOR_PORT)
+    )
     # A terminal is read by a person: plain lines unless LOG_FORMAT says otherwise.
     env.setdefault("LOG_FORMAT", "text")
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    supervisor = Supervisor()
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    # Children run in this working directory (its .env is theirs too) and import from here.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def preflight(env: dict[str, str], run_dir: Path) -> tuple[IO[str], str | None]:
+    """Every check that can refuse the run, before anything starts; the held lock and the
+    redis-server to start (None: ``REDIS_URL`` is used)."""
+    from webhook_app.config import listen_host
+
+    port = int(env["PORT"])
+    lock = claim_run_dir(run_dir, f"http://{ports.LOOPBACK}:{port}/")
+    check_web_port(
+        listen_host(web_host=env.get("WEB_HOST"), public_url=env.get("PUBLIC_URL")), port
+    )
+    if not env.get("APP_ID"):
+        check_emulator_port(int(env["EMULATOR_PORT"]))
+    if env.get("REDIS_URL"):
+        check_redis_url(env["REDIS_URL"])
+        return lock, None
+    return lock, find_redis_server()
+
+
+def start_everything(
+    env: dict[str, str], run_dir: Path, redis_server: str | None, supervisor: Supervisor
+) -> None:
+    if redis_server is None:
+        prefix = env.get("REDIS_KEY_PREFIX") or "project-sync"
+        print(f"Using the Redis at REDIS_URL={env['REDIS_URL']} (key prefix {prefix})")
+    else:
+        env["REDIS_URL"] = start_redis(redis_server, run_dir, supervisor)
+    if not env.get("DATABASE_URL") and run_dir != ROOT / "instance":
+        env["DATABASE_URL"] = f"sqlite:///{run_dir / 'project_sync.sqlite3'}"
+    emulator_url = None if env.get("APP_ID") else start_emulator(env, run_dir, supervisor)
+    announce_access(env)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi:app", "db", "upgrade"], env=env, check=True
+    )
+    supervisor.start(
+        "web", [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
+    )
+    supervisor.start("worker", [sys.executable, "-m", "sync_jobs.worker"])
+    supervisor.start(
+        "maintenance", [sys.executable, "-m", "flask", "--app", "wsgi:app", "maintenance", "run"]
+    )
+    web = f"http://{ports.LOOPBACK}:{env['PORT']}"
+    wait_until(
+        lambda: ports.answers_as_project_sync(int(env["PORT"])), "the web process", supervisor
+    )
+    if emulator_url:
+        install_demo(emulator_url, run_dir)
+    print(f"Project Sync is running at {web}/ (Ctrl-C stops everything)")
+    if emulator_url:
+        print(demo_push_instructions(emulator_url, web))
+
+
+def main() -> int:
+    env = run_environment()
+    run_dir = Path(env.get("RUN_DIR") or ROOT / "instance").resolve()
+    lock, redis_server = preflight(env, run_dir)
+    supervisor = Supervisor(env)
     # Started from a shell in the background, SIGINT arrives ignored; take it back so
     # Ctrl-C (or kill -INT) always stops every child.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        ensure_redis(env, supervisor)
-        emulator_url = None if env.get("APP_ID") else start_emulator(env, supervisor)
-        announce_access(env)
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi:app", "db", "upgrade"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
-        supervisor.start(
-            "web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env
-        )
-        supervisor.start("worker", [sys.executable, "-m", "sync_jobs.worker"], env)
-        supervisor.start(
-            "maintenance",
-            [sys.executable, "-m", "flask", "--app", "wsgi:app", "maintenance", "run"],
-            env,
-        )
-        web = f"http://127.0.0.1:{WEB_PORT}"
-        wait_until(
-            lambda: urllib.request.urlopen(web + "/healthz").status == 200, "the web process"
-        )
-        if emulator_url:
-            install_demo(emulator_url)
-        print(f"Project Sync is running at {web}/ (Ctrl-C stops everything)")
+        start_everything(env, run_dir, redis_server, supervisor)
         return supervisor.wait()
     except KeyboardInterrupt:
         return 0
     finally:
         supervisor.stop()
+        lock.close()
 
 
 if __name__ == "__main__":
