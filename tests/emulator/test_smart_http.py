@@ -267,3 +267,17 @@ def test_clone_url_and_html_url_of_the_rest_payload_work(
     assert f"git clone {github_emulator.http_clone_url(public)}" in page.text
     dotted = httpx.get(github_emulator.http_clone_url(public))
     assert dotted.status_code == 301 and dotted.headers["Location"].endswith("/octo/open")
+
+
+@pytest.mark.parametrize("version", ["2", "0"])
+def test_a_commit_that_is_no_ref_tip_can_be_fetched_by_sha(
+        github_emulator: EmulatorServer, sample_repository: SampleRepository,
+        tmp_path: Path, version: str) -> None:
+    """GitHub allows any object in a ``want``, which fetching one old commit needs
+    (git's default refuses wants that are not advertised tips under v0)."""
+    older = sample_repository.history.commits[0]
+    target = tmp_path / "by-sha"
+    git("init", "-q", str(target))
+    git("-c", f"protocol.version={version}", "fetch", "--depth=1",
+        github_emulator.http_clone_url(sample_repository.record), older, cwd=target)
+    assert head_of(target, "FETCH_HEAD") == older
