@@ -107,7 +107,8 @@ def mark_window(page: Page) -> None:
           const seen = (node) => {
             if (node.nodeType !== 1) return;
             const bars = node.matches('progress') ? [node] : node.querySelectorAll('progress');
-            bars.forEach((bar) => window.__percents.push(Number(bar.getAttribute('aria-valuenow'))));
+            const value = (bar) => Number(bar.getAttribute('aria-valuenow'));
+            bars.forEach((bar) => window.__percents.push(value(bar)));
           };
           new MutationObserver((changes) => changes.forEach((change) => {
             if (change.type === 'attributes') seen(change.target);
