@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -91,12 +91,15 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
 def screenshots(page: Page, request: pytest.FixtureRequest) -> Iterator[Screenshots]:
     shots = Screenshots(page, _artefact_directory(request.node.name))
     yield shots
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+    outcome = getattr(request.node, "rep_call", None)
+    if outcome is not None and outcome.failed:
         shots.take("failure")
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.when == "call":
         item.rep_call = report  # type: ignore[attr-defined]
