@@ -70,9 +70,11 @@ FAVICON = "favicon.svg"
 
 @bp.errorhandler(ApiRequestError)
 def _page_error(error: ApiRequestError) -> ResponseReturnValue:
-    # Refusals (not found, not allowed, GitHub unavailable, a forged form) get a page with
-    # their status; a form filled in wrongly goes back to the page it came from.
-    if error.status in (401, 403, 404, 503) or isinstance(error, CsrfTokenError):
+    # Refusals (not found, not allowed, GitHub unavailable, a forged form) and a bad
+    # read (a stream's Last-Event-ID) get a page with their status; a form filled in
+    # wrongly goes back to the page it came from.
+    refused = error.status in (401, 403, 404, 503) or isinstance(error, CsrfTokenError)
+    if refused or request.method == "GET":
         return _error_page(error.status, error.message)
     flash(error.message, "error")
     return redirect(_same_site(request.referrer) or url_for("pages.index"))

@@ -29,7 +29,7 @@ def test_an_unknown_url_gets_the_styled_page_and_the_api_keeps_json(
     wrong_method = client.delete("/")
     assert wrong_method.status_code == 405 and 'data-status-code="405"' in wrong_method.text
     api = client.get("/api/v1/no-such-thing")
-    assert api.status_code == 404 and api.is_json and "error" in api.json
+    assert api.status_code == 404 and api.json is not None and "error" in api.json
     assert client.get("/projects/9999/events").status_code == 404
 
 

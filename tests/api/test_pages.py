@@ -24,7 +24,7 @@ def test_status_page_lists_projects(client: FlaskClient, synced: Tracked) -> Non
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "octo/repo" in html and "<code>main</code>" in html
-    assert synced.history.head[:10] in html
+    assert synced.history.head is not None and synced.history.head[:10] in html
     assert "Resync" in html and "Track another branch" in html
 
 

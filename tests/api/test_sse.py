@@ -110,4 +110,4 @@ def test_unknown_sync_and_bad_last_event_id(client: FlaskClient, app_context: ob
     answer = client.get(
         f"/api/v1/events/project-sync/{sync.id}", headers={"Last-Event-ID": "nonsense"}
     )
-    assert answer.status_code == 400 and "error" in answer.json
+    assert answer.status_code == 400 and answer.json is not None and "error" in answer.json
