@@ -45,9 +45,10 @@ STARTUP_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 15
 """How long children get to stop after SIGTERM before SIGKILL (a worker finishes its job)."""
 DEMO_OWNER, DEMO_NAME = "demo", "sample"
-LOCK_NAME = "run.lock"
-"""File in the run folder, locked while a ``make run`` of it is running; it names the
-holder's pid and URL for the next one to report."""
+RUN_FILE = "run.json"
+"""File in the run folder, locked while a ``make run`` of it is running: its pid, its web
+URL and, once started, its Redis (``redis_url``), for the next run's message and for
+commands that want the running demo's Redis. Stale after a run ends; the lock says."""
 
 
 class Supervisor:
@@ -137,7 +138,7 @@ def wait_until(check: Callable[[], object], what: str, supervisor: Supervisor) -
 def claim_run_dir(run_dir: Path, web_url: str) -> IO[str]:
     """Lock the run folder for this run (released when the process ends, however)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
+    handle = open(run_dir / RUN_FILE, "a+")  # noqa: SIM115 - held for the whole run
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -152,10 +153,20 @@ def claim_run_dir(run_dir: Path, web_url: str) -> IO[str]:
             f"(Ctrl-C where it runs, or kill -INT {pid}), or set RUN_DIR to another folder "
             "and PORT to another port to run a second one."
         ) from None
-    handle.truncate(0)
-    handle.write(json.dumps({"pid": os.getpid(), "url": web_url}))
-    handle.flush()
+    describe_run(handle, pid=os.getpid(), url=web_url)
     return handle
+
+
+def describe_run(handle: IO[str], **facts: object) -> None:
+    """Add ``facts`` to the run file (read back whole, written whole)."""
+    handle.seek(0)
+    try:
+        known = json.loads(handle.read() or "{}")
+    except ValueError:
+        known = {}
+    handle.truncate(0)
+    handle.write(json.dumps({**known, **facts} if "pid" not in facts else facts))
+    handle.flush()
 
 
 def check_web_port(host: str, port: int) -> None:
@@ -426,13 +437,18 @@ def preflight(env: dict[str, str], run_dir: Path) -> tuple[IO[str], str | None]:
 
 
 def start_everything(
-    env: dict[str, str], run_dir: Path, redis_server: str | None, supervisor: Supervisor
+    env: dict[str, str],
+    run_dir: Path,
+    redis_server: str | None,
+    supervisor: Supervisor,
+    run_file: IO[str],
 ) -> None:
     if redis_server is None:
         prefix = env.get("REDIS_KEY_PREFIX") or "project-sync"
         print(f"Using the Redis at REDIS_URL={env['REDIS_URL']} (key prefix {prefix})")
     else:
         env["REDIS_URL"] = start_redis(redis_server, run_dir, supervisor)
+    describe_run(run_file, redis_url=env["REDIS_URL"])
     if not env.get("DATABASE_URL") and run_dir != ROOT / "instance":
         env["DATABASE_URL"] = f"sqlite:///{run_dir / 'project_sync.sqlite3'}"
     emulator_url = None if env.get("APP_ID") else start_emulator(env, run_dir, supervisor)
@@ -468,7 +484,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        start_everything(env, run_dir, redis_server, supervisor)
+        start_everything(env, run_dir, redis_server, supervisor, lock)
         return supervisor.wait()
     except KeyboardInterrupt:
         return 0
