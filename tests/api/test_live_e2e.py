@@ -1,0 +1,111 @@
+"""An open page picks up a push: the status page's and the project page's streams,
+served by real gunicorn, carry the sync a real webhook queued, its progress from a real
+RQ worker, and its end, as they happen."""
+
+from __future__ import annotations
+
+import html
+import json
+import queue
+import re
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from github_emulator.history import HistoryGenerator, push
+from models import Project, Repository, db
+from tests.e2e.conftest import Stack, query, stack, wait_for
+
+__all__ = ["stack"]
+
+Message = tuple[str, dict[str, Any]]
+
+
+def follow(url: str, into: queue.Queue[Message | None]) -> threading.Thread:
+    """Read a stream in a thread, one (event, data) per message; None when it ends."""
+
+    def read() -> None:
+        kind = None
+        try:
+            with urllib.request.urlopen(url, timeout=60) as stream:
+                into.put(("open", {}))
+                for raw in stream:
+                    line = raw.decode().rstrip("\n")
+                    if line.startswith("event: "):
+                        kind = line[len("event: ") :]
+                    elif line.startswith("data: ") and kind:
+                        into.put((kind, json.loads(line[len("data: ") :])))
+                        kind = None
+        finally:
+            into.put(None)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def events_url(stack: Stack, path: str) -> str:
+    """The stream a page follows, as the page names it (from the state it rendered)."""
+    with urllib.request.urlopen(f"{stack.url}{path}", timeout=10) as page:
+        found = re.search(r'data-events-url="([^"]+)"', page.read().decode())
+    assert found, f"{path} names no event stream"
+    return stack.url + html.unescape(found.group(1))
+
+
+def until_final(messages: queue.Queue[Message | None], project_id: int) -> list[Message]:
+    got: list[Message] = []
+    while True:
+        item = messages.get(timeout=60)
+        assert item is not None, f"the stream ended before the sync did: {got}"
+        got.append(item)
+        kind, data = item
+        if kind == "final" and data.get("project_id") == project_id:
+            return got
+
+
+def test_an_open_page_shows_a_push_without_reload(stack: Stack, tmp_path: Path) -> None:
+    github = stack.github
+    record = github.create_repository("octo", "watched")
+    history = HistoryGenerator(tmp_path / "work", seed=11)
+    history.initial_commit(files=60, directories=6)
+    push(history.work_dir, github.clone_url(record))
+    github.install("octo", [record])
+
+    def project_id() -> int | None:
+        return db.session.scalar(
+            select(Project.id).join(Repository).where(Repository.github_id == record.id)
+        )
+
+    pid = wait_for(lambda: query(stack, project_id), "the installation to create a project")
+    wait_for(
+        lambda: query(stack, lambda: db.session.get_one(Project, pid).current_sync_id),
+        "the first sync",
+    )
+    streams = {
+        "status": queue.Queue[Message | None](),
+        "project": queue.Queue[Message | None](),
+    }
+    follow(events_url(stack, "/"), streams["status"])
+    follow(events_url(stack, f"/projects/{pid}"), streams["project"])
+    for messages in streams.values():
+        assert messages.get(timeout=10) == ("open", {})
+
+    history.commit_random_change()
+    push(history.work_dir, github.clone_url(record))  # the emulator sends the webhook
+
+    for page, messages in streams.items():
+        got = [(k, d) for k, d in until_final(messages, pid) if d.get("project_id") == pid]
+        kinds = [kind for kind, _ in got]
+        assert kinds[0] == "sync", (page, kinds)
+        assert got[0][1]["status"] == "queued" and got[0][1]["trigger"] == "push"
+        sync_id = got[0][1]["sync_id"]
+        assert {d["sync_id"] for _, d in got} == {sync_id}, page
+        progress = [d for kind, d in got if kind == "progress"]
+        assert progress and {d["status"] for d in progress} == {"running"}, page
+        final = got[-1][1]
+        assert final["outcome"] == "succeeded" and final["percent"] == 100.0, (page, final)
+        percents = [d["percent"] for d in progress] + [final["percent"]]
+        assert percents == sorted(percents), (page, percents)
