@@ -159,6 +159,9 @@ def base_settings(database_url: str, redis_url: str, instance_path: str) -> dict
         "REDIS_URL": redis_url,
         "SECRET_KEY": "test-secret-key",
         "WEBHOOK_SECRETS": (TEST_WEBHOOK_SECRET,),
+        # Suites count and break REST calls; tests/sync/test_git_transport.py runs the
+        # default (git first, REST fallback) and git alone.
+        "SYNC_TRANSPORT": "rest",
     }
 
 
