@@ -24,13 +24,16 @@ __all__ = ["stack"]
 Message = tuple[str, dict[str, Any]]
 
 
-def follow(url: str, into: queue.Queue[Message | None]) -> threading.Thread:
-    """Read a stream in a thread, one (event, data) per message; None when it ends."""
+def follow(url: str, into: queue.Queue[Message | None], opened: list[Any]) -> threading.Thread:
+    """Read a stream in a thread, one (event, data) per message; None when it ends. The
+    response goes into ``opened`` so the test can close it (the server then frees the
+    stream's thread at its next write, before gunicorn is stopped)."""
 
     def read() -> None:
         kind = None
         try:
             with urllib.request.urlopen(url, timeout=60) as stream:
+                opened.append(stream)
                 into.put(("open", {}))
                 for raw in stream:
                     line = raw.decode().rstrip("\n")
@@ -39,6 +42,8 @@ def follow(url: str, into: queue.Queue[Message | None]) -> threading.Thread:
                     elif line.startswith("data: ") and kind:
                         into.put((kind, json.loads(line[len("data: ") :])))
                         kind = None
+        except (OSError, ValueError, AttributeError):
+            pass  # closed by the test
         finally:
             into.put(None)
 
@@ -88,10 +93,26 @@ def test_an_open_page_shows_a_push_without_reload(stack: Stack, tmp_path: Path) 
         "status": queue.Queue[Message | None](),
         "project": queue.Queue[Message | None](),
     }
-    follow(events_url(stack, "/"), streams["status"])
-    follow(events_url(stack, f"/projects/{pid}"), streams["project"])
-    for messages in streams.values():
-        assert messages.get(timeout=10) == ("open", {})
+    opened: list[Any] = []
+    follow(events_url(stack, "/"), streams["status"], opened)
+    follow(events_url(stack, f"/projects/{pid}"), streams["project"], opened)
+    try:
+        for messages in streams.values():
+            assert messages.get(timeout=10) == ("open", {})
+        pushed_and_followed(history, stack, record, streams, pid)
+    finally:
+        for stream in opened:
+            stream.close()
+
+
+def pushed_and_followed(
+    history: HistoryGenerator,
+    stack: Stack,
+    record: Any,
+    streams: dict[str, queue.Queue[Message | None]],
+    pid: int,
+) -> None:
+    github = stack.github
 
     history.commit_random_change()
     push(history.work_dir, github.clone_url(record))  # the emulator sends the webhook
