@@ -16,6 +16,7 @@ BENCHMARKS = [
     ("webhook receiver", ["bench.webhooks", "--json", str(RESULTS / "webhooks.json")]),
     ("sync engine", ["bench.sync"]),
     ("faults", ["bench.faults", "--json", str(RESULTS / "faults.json")]),
+    ("job cost", ["bench.job_cost", "--json", str(RESULTS / "job_cost.json")]),
 ]
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from models import Blob, GitTree, MemoryEntry, Project, ProjectSync, RepositoryFile, db
 from models.base import utcnow
@@ -52,8 +53,6 @@ def insert_ignoring_conflicts(
     """Bulk insert content-addressed rows; a row another worker stored first is skipped."""
     if not rows:
         return
-    from sqlalchemy.dialects import postgresql, sqlite
-
     statement: Any
     if db.session.get_bind().dialect.name == "postgresql":
         statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))

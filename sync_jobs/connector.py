@@ -22,6 +22,7 @@ renewal (hourly) the first poll of a branch is a full, counted answer again.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -47,7 +48,14 @@ from sync_jobs.errors import (
     RepositoryNotFoundError,
     SyncDataError,
 )
-from sync_jobs.github_auth import InstallationTokens, RateLimit, app_client, rate_limit_of
+from sync_jobs.github_auth import (
+    InstallationTokens,
+    RateLimit,
+    app_client,
+    rate_limit_of,
+    shared_ssl_context,
+    token_request,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -151,6 +159,7 @@ class GitHubConnector:
             http_cache=False,
             auto_retry=False,
             timeout=timeout,
+            ssl_verify=shared_ssl_context(),
         )
         self._pool = ThreadPoolExecutor(defaults.FETCH_CONCURRENCY, thread_name_prefix="github")
 
@@ -478,3 +487,46 @@ class GitHubConnector:
         for chunk in chunks:
             self._add(0, len(chunk))
             yield chunk
+
+
+# --- warm-up ---------------------------------------------------------------------------
+
+_WARM_UP_REQUESTS: tuple[Callable[[GitHub[Any]], object], ...] = (
+    lambda gh: gh.rest.apps.create_installation_access_token(1, data=token_request("r")),
+    lambda gh: gh.rest.apps.get_repo_installation("o", "r"),
+    lambda gh: gh.rest.repos.get("o", "r"),
+    lambda gh: gh.rest.repos.get_branch("o", "r", "main", headers={"If-None-Match": '"e"'}),
+    lambda gh: gh.rest.repos.list_branches("o", "r", per_page=1, page=1),
+    lambda gh: gh.rest.repos.compare_commits("o", "r", "a...b", per_page=1),
+    lambda gh: gh.rest.git.get_tree("o", "r", "0" * 40, recursive="1"),
+    lambda gh: gh.rest.git.get_tree("o", "r", "0" * 40),
+    lambda gh: gh.rest.git.get_blob("o", "r", "0" * 40),
+    lambda gh: gh.request("GET", "/repos/o/r/tarball/main", stream=True).raw_response.close(),
+)
+"""Every kind of request a sync makes, with the arguments it makes them with."""
+
+
+@functools.cache
+def warm_up() -> None:
+    """Load now what the first GitHub calls of a process would load lazily.
+
+    githubkit imports a REST namespace (``rest.repos``, ``rest.git``...) on its first
+    use and an endpoint's models, and pydantic's validator of its request body, on the
+    endpoint's first call: about 0.3 s, which a forked work horse would otherwise pay
+    in every sync. A worker calls this before it forks, so every horse starts with it
+    all loaded. Each request above is sent once through a transport that answers in
+    this process (nothing leaves it), then a real transport is built without
+    connecting, for the HTTP stack (httpcore, h11) a real call loads.
+    """
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+    with GitHub(
+        "warm-up",
+        base_url="https://github.invalid",
+        http_cache=False,
+        auto_retry=False,
+        transport=transport,
+    ) as gh:
+        for request in _WARM_UP_REQUESTS:
+            request(gh)
+    httpx.HTTPTransport(verify=shared_ssl_context()).close()
+    "warm-up.invalid".encode("idna")  # the codec a connection's host name goes through

@@ -16,8 +16,10 @@ private key can mint tokens anyway.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from cryptography.fernet import Fernet, InvalidToken
 from githubkit import AppAuthStrategy, GitHub, Response
 from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
@@ -55,6 +58,16 @@ def rate_limit_of(headers: Mapping[str, str]) -> RateLimit | None:
         return None
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client of the process, as httpx would build it.
+
+    httpx builds a context per client, loading the CA bundle each time (about 17 ms),
+    and a sync makes two clients (the App's and the installation's). The context holds
+    configuration only, no connection, so threads and forked work horses share it."""
+    return httpx.create_ssl_context(trust_env=True)
+
+
 def app_client(
     *,
     base_url: str,
@@ -73,6 +86,7 @@ def app_client(
         http_cache=False,
         auto_retry=False,
         timeout=timeout,
+        ssl_verify=shared_ssl_context(),
     )
 
 

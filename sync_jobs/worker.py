@@ -7,6 +7,17 @@ rescheduled syncs). Syncs and maintenance jobs each run in a forked work horse t
 inherits the app (a sync can run for minutes and use much memory; a crash or a job
 timeout takes only the horse); jobs enter its app context themselves.
 
+A horse starts warm (:func:`prepare_horses`, before the first fork): the job modules
+are imported, the app and its engine built, and githubkit's lazily loaded REST modules
+and request validators loaded (:func:`sync_jobs.connector.warm_up`), the mappers
+configured, and all of it frozen out of the collector's reach. A sync's first line then
+runs about 12 ms after the worker takes its job (6 of them the fork) and its first
+GitHub call imports nothing, where every horse used to spend 0.2 to 0.3 s importing
+(``bench/job_cost.py``). Forking stays: a sync that crashes, leaks or outlives its
+timeout takes only its horse, never the worker. What must not cross the fork is
+reset in the horse: SQLAlchemy's pool is forgotten (:meth:`SyncWorker.main_work_horse`)
+and redis-py's pools see the new pid and open their own connections.
+
 Deliveries run in the worker's own process, many at a time: a fork per delivery
 costs more than the delivery (RQ's fork and bookkeeping held a worker near 7/s), and
 so does RQ's per-job bookkeeping even without one (about 360 empty jobs/s). When the
@@ -31,6 +42,9 @@ themselves, or the repair pass brings them back.
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
+import importlib
 import logging
 import signal
 import time
@@ -45,8 +59,11 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
+from sqlalchemy import select
+from sqlalchemy.orm import configure_mappers
 
 from models import db
+from models.base import Base
 from sync_jobs import app_context, defaults
 from sync_jobs.deliveries import PROCESS_DELIVERY, Attempt, Verdict, process_deliveries
 from sync_jobs.keys import deliveries_queue_name, key_prefix, queue_names
@@ -54,6 +71,37 @@ from sync_jobs.logs import configure_logging
 from sync_jobs.redis_client import redis_connection
 
 log = logging.getLogger(__name__)
+
+HORSE_MODULES = ("sync_jobs.sync_job", "sync_jobs.pipeline", "sync_jobs.restore")
+"""What a sync job imports (the last two lazily, inside functions)."""
+
+
+@functools.cache
+def prepare_horses() -> None:
+    """Load, once in the worker, what every forked horse would otherwise load itself."""
+    for module in HORSE_MODULES:
+        importlib.import_module(module)
+    with app_context.worker_app().app_context():
+        _warm_orm()
+    # Imported with the job modules, not with this one: delivery batches need no GitHub.
+    from sync_jobs.connector import warm_up
+
+    warm_up()
+    # What is loaded now lives as long as the worker. Frozen, the collector never walks
+    # it again, in the worker or in a horse, where walking it would write to (and so
+    # copy) every page it shares with the worker.
+    gc.freeze()
+
+
+def _warm_orm() -> None:
+    """Build the engine, configure the mappers and compile a SELECT of every model.
+
+    SQLAlchemy configures mappers, loader strategies and column comparators on their
+    first use; a horse would redo it (tens of milliseconds) for every sync."""
+    configure_mappers()
+    dialect = db.engine.dialect
+    for mapper in Base.registry.mappers:
+        select(mapper).compile(dialect=dialect)
 
 
 class SyncWorker(Worker):
@@ -90,6 +138,10 @@ class SyncWorker(Worker):
             self.run_delivery_batch(job, queue)
         else:
             super().execute_job(job, queue)
+
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        prepare_horses()  # a no-op after the first time (main() does it at start)
+        super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         # The horse inherits the database connections this process opened for
@@ -230,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     app = app_context.worker_app()
     configure_logging(app.config.get("LOG_LEVEL", "INFO"), app.config.get("LOG_FORMAT", "json"))
     connection = redis_connection(app)
+    prepare_horses()
     stopping: list[bool] = []
 
     def stop_waiting(signum: int, frame: FrameType | None) -> None:
