@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import current_app
@@ -401,15 +401,21 @@ def _last_head_read(project: Project) -> tuple[str, datetime] | None:
     return sha, started_at or queued_at
 
 
+PUSHED_AT_RESOLUTION = timedelta(seconds=1)
+"""A push payload's ``pushed_at`` is in whole seconds: a sync that read the branch in
+the same second may have read the head before or after that push."""
+
+
 def known_branch_head(project: Project) -> str | None:
-    """The newest branch head known without asking GitHub: the one a push or the
-    reconciler recorded (``Project.branch_head_sha``), or the one the last sync read,
-    whichever GitHub saw later."""
+    """The newest branch head known without asking GitHub: the one a push recorded
+    (``Project.branch_head_sha``), or the one the last sync read, whichever GitHub saw
+    later; within the same second, the recorded one (the compare then tells which is
+    newer, see :func:`memory_lag`)."""
     read = _last_head_read(project)
-    recorded = project.branch_head_sha
-    if recorded is None or project.branch_head_seen_at is None:
+    recorded, seen = project.branch_head_sha, project.branch_head_seen_at
+    if recorded is None or seen is None:
         return read[0] if read else recorded
-    if read is None or read[1] < project.branch_head_seen_at:
+    if read is None or read[1] < seen + PUSHED_AT_RESOLUTION:
         return recorded
     return read[0]
 

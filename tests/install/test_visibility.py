@@ -71,6 +71,13 @@ CASES: dict[str, Case] = {
     "pages.track_branch": Case(
         "POST", "/projects/{project}/branches", form={"branch": "{branch}"}, ok=(303,)
     ),
+    # No App is configured here: the App cannot ask GitHub (tests/api/ lists branches).
+    "api.github_branches": Case(
+        "GET", "/api/v1/projects/{project}/github-branches", ok=(503,)
+    ),
+    "api.update_project": Case("PATCH", "/api/v1/projects/{project}", json={"auto_sync": True}),
+    # Last: it untracks the project (again a no-op for every later call).
+    "api.untrack_project": Case("DELETE", "/api/v1/projects/{project}"),
 }
 """Every READ and ACT endpoint. PUBLIC ones need no person and are tested where they
 live (health, metrics, webhooks, sign-in, setup, the OpenAPI document)."""
