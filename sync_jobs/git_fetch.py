@@ -36,11 +36,12 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import httpx
-from dulwich.client import AbstractHttpGitClient
+from dulwich.client import AbstractHttpGitClient, read_pkt_refs_v2
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.pack import PackData, PackInflater
+from dulwich.protocol import Protocol, pkt_line, pkt_seq
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -66,6 +67,10 @@ log = logging.getLogger(__name__)
 SPOOL_BYTES = 32 * 1024 * 1024
 """A pack up to this size stays in memory while it is read; a larger one goes to a
 temporary file (the pack is read twice: checksum, then objects with their deltas)."""
+
+
+ASSUMED_CAPABILITIES = {b"ls-refs", b"fetch=shallow filter", b"object-format=sha1"}
+"""What a protocol v2 server of GitHub's advertises and this client uses."""
 
 
 class GitTransportError(Exception):
@@ -136,6 +141,31 @@ class _HttpxGitClient(AbstractHttpGitClient):
 
     def close(self) -> None:
         self._http.close()
+
+    def _discover_references(
+        self,
+        service: bytes,
+        base_url: str,
+        protocol_version: int | None = None,
+        ref_prefix: Sequence[bytes] | None = None,
+    ) -> tuple[dict[Any, Any], set[bytes], str, dict[Any, Any], dict[Any, Any]]:
+        """``ls-refs`` in one POST, without the capability advertisement (``GET
+        info/refs``) dulwich and git read first: protocol v2 over HTTP is stateless, so
+        a server that speaks it answers a command at once, and a round trip is saved.
+        The capabilities this sync relies on (``fetch`` with ``shallow`` and
+        ``filter``) are assumed; a server without them refuses the fetch, and the
+        sync goes on over REST."""
+        self.protocol_version = 2
+        prefixes = [b"ref-prefix " + prefix for prefix in ref_prefix or ()]
+        body = pkt_line(b"command=ls-refs\n") + b"0001" + pkt_seq(*prefixes)
+        response, read = self._smart_request(service.decode("ascii"), base_url, body)
+        try:
+            refs, symrefs, peeled = read_pkt_refs_v2(
+                Protocol(read, lambda data: None).read_pkt_seq()
+            )
+        finally:
+            response.close()
+        return refs, ASSUMED_CAPABILITIES, base_url, symrefs, peeled
 
     def _http_request(
         self,

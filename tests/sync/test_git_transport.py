@@ -14,6 +14,7 @@ from github_emulator.server import EmulatorServer
 from models import ProjectSync, SyncStatus, db
 from sync_jobs.git_fetch import repository_git_url
 from sync_jobs.pipeline import execute_sync
+from tests.sync import test_oracle
 from tests.sync.conftest import Tracked, assert_matches_git, assert_single_chain
 from tests.sync.test_oracle import replay
 
@@ -52,7 +53,7 @@ def test_first_sync_and_pushes_over_git_match_git(
 ) -> None:
     first = run(tracked)
     assert first.mode == "full+git", first.mode
-    assert git_requests(github_emulator) == 3  # capabilities, ls-refs, fetch
+    assert git_requests(github_emulator) == 2  # ls-refs, fetch
     assert rest_calls(github_emulator, "tarball") == 0
     assert rest_calls(github_emulator, "git/blobs") == 0
     assert_matches_git(tracked, tracked.history.head or "")
@@ -134,17 +135,33 @@ def test_git_failure_falls_back_to_rest_in_the_same_sync(
     assert_matches_git(tracked, head)
 
 
-def test_refused_credentials_fall_back_to_rest(
-    tracked: Tracked, github_emulator: EmulatorServer, app: Any, tmp_path: Path
+def test_revoked_token_is_renewed_and_git_carries_the_new_one(
+    tracked: Tracked, github_emulator: EmulatorServer
 ) -> None:
-    app.config["SYNC_TRANSPORT"] = "auto"
     run(tracked)
     tracked.history.commit_random_change()
     head = tracked.push()
-    github_emulator.knobs.add_fault(r"/info/refs$", "500")
+    # The cached installation token is revoked: the branch read is refused (401), the
+    # connector mints a new token, and the fetch over git sends that one.
+    with github_emulator.state.lock:
+        for text, token in list(github_emulator.state.tokens.items()):
+            if token.installation_id is not None:
+                del github_emulator.state.tokens[text]
     sync = run(tracked)
-    assert sync.mode is not None and "git" not in sync.mode, sync.mode
+    assert sync.mode is not None and sync.mode.startswith("delta+git"), sync.mode
     assert_matches_git(tracked, head)
+
+
+@pytest.mark.parametrize("transport", ["auto", "git"])
+def test_oracle_over_git(
+    tracked: Tracked, github_emulator: EmulatorServer, app: Any, tmp_path: Path, transport: str
+) -> None:
+    """tests/sync/test_oracle.py's whole history check (pushes, force pushes, a fresh
+    project's full sync, restores) over the git transport."""
+    app.config["SYNC_TRANSPORT"] = transport
+    test_oracle.test_replayed_history_matches_git_after_every_push(
+        tracked, github_emulator, tmp_path
+    )
 
 
 def test_rest_transport_never_speaks_git(
