@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from flask import Flask
@@ -138,7 +138,7 @@ def unprefixed_keys(connection: Redis) -> list[bytes]:
         if key in RQ_SHARED_KEYS or key == REDIS_CLAIM_KEY.encode():
             continue
         if RQ_SCHEDULER_KEY.fullmatch(key):
-            queues = connection.hget(key, "queues") or b""
+            queues = cast(bytes, connection.hget(key, "queues") or b"")
             if len({name.split(b"-")[1] for name in queues.split(b",")}) == 1:
                 continue
         if not any(prefix.encode() in key for prefix in PREFIXES):
@@ -175,7 +175,8 @@ def test_a_push_is_processed_only_by_its_own_deployments_worker(
     assert own, "the deliveries wrote metrics under each prefix"
     starts = (b"deploy-a:", b"deploy-b:", REDIS_CLAIM_KEY.encode())
     assert all(key.startswith(starts) for key in own), own
-    workers = sorted(member.decode() for member in connection.smembers("rq:workers"))
+    members = cast(set[bytes], connection.smembers("rq:workers"))
+    workers = sorted(member.decode() for member in members)
     assert [name.removeprefix("rq:worker:")[: len("deploy-a")] for name in workers] == [
         "deploy-a",
         "deploy-b",

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from redis import Redis
@@ -201,7 +202,8 @@ def test_a_second_run_refuses_in_one_line_and_the_first_carries_on(
     described = json.loads((run.run_dir / "run.json").read_text())
     assert described["pid"] == process.pid
     own_redis = Redis.from_url(described["redis_url"])
-    assert own_redis.info("server")["process_id"] == run.redis_pid()
+    server = cast(dict[str, Any], own_redis.info("server"))
+    assert server["process_id"] == run.redis_pid()
 
     # Ctrl-C in its terminal: every process of the run stops, its Redis last.
     redis_pid = run.redis_pid()
