@@ -428,12 +428,18 @@ def preflight(env: dict[str, str], run_dir: Path) -> tuple[IO[str], str | None]:
     check_web_port(
         listen_host(web_host=env.get("WEB_HOST"), public_url=env.get("PUBLIC_URL")), port
     )
-    if not env.get("APP_ID"):
+    if runs_demo(env):
         check_emulator_port(int(env["EMULATOR_PORT"]))
     if env.get("REDIS_URL"):
         check_redis_url(env["REDIS_URL"])
         return lock, None
     return lock, find_redis_server()
+
+
+def runs_demo(env: dict[str, str]) -> bool:
+    """The demo GitHub runs unless an App is configured, or a smee.io channel
+    (``WEBHOOK_PROXY_URL``) says real GitHub is coming: then the setup page registers one."""
+    return not env.get("APP_ID") and not env.get("WEBHOOK_PROXY_URL")
 
 
 def start_everything(
@@ -451,7 +457,7 @@ def start_everything(
     describe_run(run_file, redis_url=env["REDIS_URL"])
     if not env.get("DATABASE_URL") and run_dir != ROOT / "instance":
         env["DATABASE_URL"] = f"sqlite:///{run_dir / 'project_sync.sqlite3'}"
-    emulator_url = None if env.get("APP_ID") else start_emulator(env, run_dir, supervisor)
+    emulator_url = start_emulator(env, run_dir, supervisor) if runs_demo(env) else None
     announce_access(env)
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi:app", "db", "upgrade"], env=env, check=True
@@ -467,6 +473,10 @@ def start_everything(
     wait_until(
         lambda: ports.answers_as_project_sync(int(env["PORT"])), "the web process", supervisor
     )
+    if env.get("WEBHOOK_PROXY_URL"):
+        supervisor.start(
+            "proxy", [sys.executable, "-m", "flask", "--app", "wsgi:app", "webhook-proxy"]
+        )
     if emulator_url:
         install_demo(emulator_url, run_dir)
     print(f"Project Sync is running at {web}/ (Ctrl-C stops everything)")
