@@ -265,6 +265,12 @@ def _attempt(
         strategy = choose_fetch(len(missing), plan.total_files, FETCH_COSTS)
         if strategy is FetchStrategy.TARBALL:
             wanted = set(missing)
+            yield ProgressEvent(
+                Phase.FETCH,
+                0,
+                plan.total_files,
+                f"downloading the tarball for {len(missing):,} files",
+            )
             yield from _tarball(gh, writer, head.commit_sha, wanted, plan.total_files)
             missing = {sha: missing[sha] for sha in wanted}  # what the archive lacked
             content_from_tarball = True
