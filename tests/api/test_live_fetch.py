@@ -1,6 +1,8 @@
 """Fetch progress is published while the content arrives, not after the download: by
 blob calls (the emulator's latency knob makes each call take as long as GitHub's) and
-by a large tarball. Redis stamps each event's stream id with the time it was appended."""
+by a large tarball, the REST transports (``SYNC_TRANSPORT=rest``; the git transport's
+pack is its own module's). Redis stamps each event's stream id with the time it was
+appended."""
 
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ def assert_progress_before_the_end(fetch: list[tuple[int, ProgressEvent]], total
 def test_blob_call_progress_arrives_between_the_calls(
     app_context: Flask, github_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
+    app_context.config["SYNC_TRANSPORT"] = "rest"
     tracked = track(github_emulator, tmp_path / "work", files=30, directories=4)
     execute_sync(tracked.new_sync(SyncTrigger.INSTALL))
     commit_files(tracked, 22)  # few enough that blob calls beat a tarball
@@ -77,6 +80,7 @@ def test_blob_call_progress_arrives_between_the_calls(
 def test_tarball_progress_arrives_while_the_archive_is_read(
     app_context: Flask, github_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
+    app_context.config["SYNC_TRANSPORT"] = "rest"
     tracked = track(github_emulator, tmp_path / "work", files=0)
     (tracked.history.work_dir / "README").write_text("large\n")
     commit_files(tracked, 15_000, size=400)
