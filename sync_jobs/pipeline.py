@@ -47,7 +47,7 @@ from sync_jobs.fetch import (
     read_tarball,
     stored_blob_shas,
 )
-from sync_jobs.git_fetch import objects_over_git
+from sync_jobs.git_fetch import objects_over_git, start_git_fetch
 from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher, describe_fetch
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.trees import TreeSource, listed_sizes, stored_sizes
@@ -167,6 +167,8 @@ def _attempt(
 ) -> Events:
     timer.enter("resolve")
     yield ProgressEvent(Phase.RESOLVE, 0, 1, f"reading the head of {project.branch}")
+    # Over git (when configured) the pack download starts now, beside the REST read.
+    download = start_git_fetch(gh, project)
     head = gh.branch_head(project.branch)
     db.session.refresh(project)
     expected_id = project.current_sync_id
@@ -211,7 +213,7 @@ def _attempt(
         content_from_tarball = False
         # Git's smart HTTP first when configured: one pack of the new trees and blobs;
         # None means the REST path below runs (the reason was logged).
-        git = yield from objects_over_git(gh, writer, project.branch, head, sync.base_commit_sha)
+        git = yield from objects_over_git(gh, writer, head, download)
         if reason is None:
             yield ProgressEvent(Phase.DIFF, 0, 1, "comparing trees (delta)")
             walk = MerkleWalk(current_tree, head.tree_sha)
