@@ -86,18 +86,19 @@ class GitObjects:
 
 
 class GitDownload:
-    """A pack download under way on its own thread, and how the sync asked for it."""
+    """A pack download under way on its own thread, and what came of it."""
 
-    def __init__(
-        self, transport: Transport, *, branch: str, have: str | None, max_blob_bytes: int
-    ) -> None:
+    def __init__(self, transport: Transport, *, branch: str, current: ProjectSync | None) -> None:
         self.transport = transport
         self.branch = branch
-        self.have = have
-        self.max_blob_bytes = max_blob_bytes
+        self.have = current.head_commit_sha if current is not None else None
+        self.have_tree = current.head_tree_sha if current is not None else None
         self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         self.token = ""
         self.future: Future[str] | None = None
+        self.commit: str | None = None
+        self.objects: GitObjects | None = None
+        self.error: GitTransportError | None = None
 
     def start(self, gh: GitHubConnector) -> GitDownload:
         config = current_app.config
@@ -112,23 +113,22 @@ class GitDownload:
             spool=self.spool,
             stats=gh.stats,
             timeout=config.get("SYNC_HTTP_TIMEOUT_SECONDS", defaults.HTTP_TIMEOUT_SECONDS),
-            blob_limit=self.max_blob_bytes + 1,
+            blob_limit=config["SYNC_MAX_BLOB_BYTES"] + 1,
         )
         executor.shutdown(wait=False)
         return self
 
-    def again(self, gh: GitHubConnector) -> GitDownload:
-        """The same download from the start (with the connector's token of now)."""
-        self.spool.close()
-        fresh = GitDownload(
-            self.transport, branch=self.branch, have=self.have, max_blob_bytes=self.max_blob_bytes
-        )
-        return fresh.start(gh)
-
-    def head(self) -> str:
-        """The branch head ``ls-refs`` named (waits for the download to end)."""
+    def read(self, writer: BlobWriter) -> BranchHead:
+        """Wait for the download; store its blobs; the head with its tree."""
         assert self.future is not None
-        return self.future.result()
+        try:
+            self.commit = self.future.result()
+            if self.commit == self.have and self.have_tree is not None:
+                return BranchHead(self.commit, self.have_tree)  # nothing new: no pack
+            self.objects, tree = _objects(self.spool, self.commit, writer)
+            return BranchHead(self.commit, tree)
+        finally:
+            self.spool.close()
 
 
 def start_git_fetch(gh: GitHubConnector, project: Project) -> GitDownload | None:
@@ -140,22 +140,32 @@ def start_git_fetch(gh: GitHubConnector, project: Project) -> GitDownload | None
     meanwhile, the pack is only larger than needed (and the walk still exact: what it
     lacks is stored or read over REST).
     """
-    config = current_app.config
-    transport = Transport(config.get("SYNC_TRANSPORT", Transport.AUTO))
+    transport = Transport(current_app.config.get("SYNC_TRANSPORT", Transport.AUTO))
     current = (
         db.session.get(ProjectSync, project.current_sync_id) if project.current_sync_id else None
     )
-    have = current.head_commit_sha if current is not None else None
     reason = git_fetch_blocker(
-        transport, base_commit=have, any_blob_stored=has_any_blob(project.repository_id)
+        transport,
+        base_commit=current.head_commit_sha if current else None,
+        any_blob_stored=has_any_blob(project.repository_id),
     )
     if reason is not None:
         log.debug("not fetching %s over git: %s", gh.full_name, reason)
         return None
-    download = GitDownload(
-        transport, branch=project.branch, have=have, max_blob_bytes=config["SYNC_MAX_BLOB_BYTES"]
-    )
-    return download.start(gh)
+    return GitDownload(transport, branch=project.branch, current=current).start(gh)
+
+
+def head_over_git(download: GitDownload | None, repository_id: int) -> BranchHead | None:
+    """The branch head as ``ls-refs`` named it, with its tree from the pack's commit (the
+    pack's blobs are stored on the way); None when it must be read over REST."""
+    if download is None:
+        return None
+    writer = BlobWriter(repository_id, max_bytes=current_app.config["SYNC_MAX_BLOB_BYTES"])
+    try:
+        return download.read(writer)
+    except GitTransportError as exc:
+        download.error = exc
+        return None
 
 
 def objects_over_git(
@@ -170,43 +180,43 @@ def objects_over_git(
         return None
     yield ProgressEvent(Phase.FETCH, 0, 0, f"fetching {head.commit_sha[:12]} over git")
     try:
-        try:
-            objects = _objects(download, head, writer)
-        except GitCredentialsRefusedError:
+        if isinstance(download.error, GitCredentialsRefusedError):
             if gh.installation_token == download.token:
-                raise
+                raise download.error
             # The REST read renewed a revoked or expired token meanwhile: once more.
-            download = download.again(gh)
-            objects = _objects(download, head, writer)
+            again = GitDownload(download.transport, branch=download.branch, current=None)
+            again.have, again.have_tree = download.have, download.have_tree
+            again.start(gh).read(writer)
+            download = again
+        if download.error is not None:
+            raise download.error
+        if download.objects is None or download.commit != head.commit_sha:
+            raise GitTransportError(f"no pack for {head.commit_sha} (branch {download.commit})")
     except GitTransportError as exc:
         if download.transport is Transport.GIT:
             raise GitHubUnavailableError(f"git fetch failed: {exc}") from exc
         log.warning("git fetch of %s failed, syncing over the REST API: %s", gh.full_name, exc)
         return None
-    finally:
-        download.spool.close()
+    objects = download.objects
     count, trees = len(objects.blob_shas), len(objects.trees.trees)
     yield ProgressEvent(Phase.FETCH, count, count, f"{count:,} files, {trees:,} trees over git")
     return objects
 
 
-def _objects(download: GitDownload, head: BranchHead, writer: BlobWriter) -> GitObjects:
-    advertised = download.head()
-    if advertised != head.commit_sha:
-        raise GitTransportError(f"the branch is {advertised} over git, {head.commit_sha} over REST")
-    size = download.spool.tell()
+def _objects(spool: IO[bytes], commit: str, writer: BlobWriter) -> tuple[GitObjects, str]:
+    size = spool.tell()
     if size == 0:
-        raise GitTransportError(f"the server sent no pack for {head.commit_sha}")
-    download.spool.seek(0)
+        raise GitTransportError(f"the server sent no pack for {commit}")
+    spool.seek(0)
     try:
-        contents = _read_pack(download.spool, size, writer)
+        contents = _read_pack(spool, size, writer)
     except (zlib.error, KeyError, ValueError, AssertionError, *PACK_ERRORS) as exc:
-        raise GitTransportError(f"the pack of {head.commit_sha} is unusable: {exc!r}") from exc
-    tree = contents.commit_trees.get(head.commit_sha)
-    if tree != head.tree_sha:
-        raise GitTransportError(f"commit {head.commit_sha} has tree {tree}, not {head.tree_sha}")
+        raise GitTransportError(f"the pack of {commit} is unusable: {exc!r}") from exc
+    tree = contents.commit_trees.get(commit)
+    if tree is None:
+        raise GitTransportError(f"the pack lacks commit {commit}")
     known = known_blob_sizes(writer.repository_id, blobs_without_size(contents))
-    return GitObjects(sized_trees(contents, known), frozenset(contents.blob_sizes), size)
+    return GitObjects(sized_trees(contents, known), frozenset(contents.blob_sizes), size), tree
 
 
 def _read_pack(spool: IO[bytes], size: int, writer: BlobWriter) -> PackContents:

@@ -47,7 +47,7 @@ from sync_jobs.fetch import (
     read_tarball,
     stored_blob_shas,
 )
-from sync_jobs.git_fetch import objects_over_git, start_git_fetch
+from sync_jobs.git_fetch import head_over_git, objects_over_git, start_git_fetch
 from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher, describe_fetch
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.trees import TreeSource, listed_sizes, stored_sizes
@@ -167,9 +167,10 @@ def _attempt(
 ) -> Events:
     timer.enter("resolve")
     yield ProgressEvent(Phase.RESOLVE, 0, 1, f"reading the head of {project.branch}")
-    # Over git (when configured) the pack download starts now, beside the REST read.
+    # Over git (when configured) ls-refs names the head and the pack's commit its tree;
+    # the REST read is the fallback.
     download = start_git_fetch(gh, project)
-    head = gh.branch_head(project.branch)
+    head = head_over_git(download, repository.id) or gh.branch_head(project.branch)
     db.session.refresh(project)
     expected_id = project.current_sync_id
     current = db.session.get(ProjectSync, expected_id) if expected_id is not None else None

@@ -175,3 +175,23 @@ def test_rest_transport_never_speaks_git(
     assert git_requests(github_emulator) == 0
     assert sync.mode is not None and "git" not in sync.mode
     assert_matches_git(tracked, head)
+
+
+def test_noop_over_git_is_one_ls_refs_and_no_rest_call(
+    tracked: Tracked, github_emulator: EmulatorServer
+) -> None:
+    run(tracked)
+    tracked.history.commit_random_change()
+    tracked.push()
+    rest_before, git_before = github_emulator.request_counts().total, git_requests(github_emulator)
+    pushed = run(tracked)
+    # ls-refs names the head and the pack's commit its tree: no REST branch read.
+    assert git_requests(github_emulator) - git_before == 2
+    assert rest_calls(github_emulator, "branches") == 0
+    assert pushed.mode is not None and pushed.mode.startswith("delta+git")
+    rest_before, git_before = github_emulator.request_counts().total, git_requests(github_emulator)
+    noop = run(tracked)
+    assert noop.mode == "noop"
+    assert git_requests(github_emulator) - git_before == 1
+    assert github_emulator.request_counts().total == rest_before
+    assert len(assert_single_chain(tracked.project_id)) == 2
