@@ -45,7 +45,7 @@ from sqlalchemy import select
 
 from models import Blob as BlobRow
 from models import Project, ProjectSync, db
-from sync_jobs import defaults
+from sync_jobs import defaults, metrics
 from sync_jobs.connector import BranchHead, GitHubConnector
 from sync_jobs.core.packdiff import (
     PackContents,
@@ -196,6 +196,7 @@ def objects_over_git(
         if download.transport is Transport.GIT:
             raise GitHubUnavailableError(f"git fetch failed: {exc}") from exc
         log.warning("git fetch of %s failed, syncing over the REST API: %s", gh.full_name, exc)
+        metrics.record_git_fallback(error=type(exc).__name__)
         return None
     objects = download.objects
     count, trees = len(objects.blob_shas), len(objects.trees.trees)

@@ -150,6 +150,12 @@ RATE_LIMIT_RESET = Family(
     ("installation_id",),
     "When the installation's rate-limit window resets (Unix time).",
 )
+GIT_FALLBACKS = Family(
+    "sync_git_fallbacks_total",
+    "counter",
+    ("error",),
+    "Syncs whose fetch over git failed and that went on over the REST API, by error.",
+)
 MAINTENANCE_RUNS = Family(
     "maintenance_runs_total",
     "counter",
@@ -176,6 +182,7 @@ FAMILIES = (
     SYNC_API_CALLS,
     SYNC_DURATION,
     SYNC_WAITS,
+    GIT_FALLBACKS,
     API_CALLS,
     RATE_LIMIT_REMAINING,
     RATE_LIMIT_LIMIT,
@@ -266,6 +273,11 @@ def record_sync_waiting(*, reason: str) -> None:
     """A sync attempt ended without a final status and was rescheduled (``reason`` is
     rate_limit, github_unavailable, crashed, postponed, ...)."""
     _send(lambda pipe: pipe.hincrby(SYNC_WAITS.key, _field((reason,)), 1))
+
+
+def record_git_fallback(*, error: str) -> None:
+    """A sync's git path failed (``error`` names the kind) and REST took over."""
+    _send(lambda pipe: pipe.hincrby(GIT_FALLBACKS.key, _field((error,)), 1))
 
 
 def record_api_calls(*, installation_id: int, calls: int) -> None:

@@ -37,6 +37,7 @@ EXPECTED_FAMILIES = {
     "project_sync_sync_api_calls": "counter",
     "project_sync_sync_duration_seconds": "histogram",
     "project_sync_sync_waits": "counter",
+    "project_sync_sync_git_fallbacks": "counter",
     "project_sync_github_api_calls": "counter",
     "project_sync_rate_limit_remaining": "gauge",
     "project_sync_rate_limit_limit": "gauge",

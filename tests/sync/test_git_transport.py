@@ -12,8 +12,10 @@ import pytest
 from github_emulator.history import REGULAR
 from github_emulator.server import EmulatorServer
 from models import ProjectSync, SyncStatus, db
-from sync_jobs.git_fetch import repository_git_url
+from sync_jobs import metrics
+from sync_jobs.git_http import repository_git_url
 from sync_jobs.pipeline import execute_sync
+from sync_jobs.redis_client import redis_connection
 from tests.sync import test_oracle
 from tests.sync.conftest import Tracked, assert_matches_git, assert_single_chain
 from tests.sync.test_oracle import replay
@@ -133,6 +135,8 @@ def test_git_failure_falls_back_to_rest_in_the_same_sync(
     sync = run(tracked)
     assert sync.mode is not None and sync.mode.startswith("delta") and "git" not in sync.mode
     assert_matches_git(tracked, head)
+    counted = redis_connection().hgetall(metrics.GIT_FALLBACKS.key)
+    assert counted == {b'["GitTransportError"]': b"1"}
 
 
 def test_revoked_token_is_renewed_and_git_carries_the_new_one(
