@@ -15,6 +15,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = [
     ("webhook receiver", ["bench.webhooks", "--json", str(RESULTS / "webhooks.json")]),
     ("sync engine", ["bench.sync"]),
+    ("transports", ["bench.transport"]),
     ("faults", ["bench.faults", "--json", str(RESULTS / "faults.json")]),
     ("job cost", ["bench.job_cost", "--json", str(RESULTS / "job_cost.json")]),
 ]
