@@ -236,6 +236,7 @@ def _settings_file(app: Flask, tmp_path: Path) -> Path:
         "PRIVATE_KEY",
         "SECRET_KEY",
         "SYNC_MAX_BLOB_BYTES",
+        "SYNC_TRANSPORT",
     )
     settings: dict[str, Any] = {k: app.config[k] for k in keys}
     settings["TESTING"] = True
