@@ -211,9 +211,18 @@ def project(project_id: int) -> ResponseReturnValue:
         memory_total=memory_total or 0,
         memory_entry_type=MemoryEntry,
         lag=_memory_lag(project),
-        branches=_branch_choices(project),
+        branches=None if _live_refresh() else _branch_choices(project),
         events_url=url_for("pages.project_events", project_id=project.id, after=after),
     )
+
+
+LIVE_REFRESH_HEADER = "X-Live-Refresh"
+"""Sent by ``live.js`` when it re-reads a page for its live regions: the branch picker
+is not one of them, so that read skips asking GitHub for the branch list."""
+
+
+def _live_refresh() -> bool:
+    return request.headers.get(LIVE_REFRESH_HEADER) == "1"
 
 
 def _memory_lag(project: Project) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""Server-sent events of one sync: ``GET /api/v1/events/project-sync/<sync_id>``.
+"""Server-sent events: of one sync (``GET /api/v1/events/project-sync/<sync_id>``), and
+the change streams the pages follow (:func:`change_stream`, served by ``pages``).
 
 The stream replays the sync's Redis Stream from ``Last-Event-ID`` (or from the start),
 then waits on XREAD for new events, sends a comment as a heartbeat whenever
@@ -11,6 +12,9 @@ XREAD per heartbeat interval, and a database read only when a heartbeat finds no
 new (to notice a sync that ended without a final event: its stream expired, or its
 job failed for good in RQ's failure callback, which writes only the row). No database
 session is open while the stream waits; each read opens and removes its own.
+
+Blocking reads go through ``stream_connection``, whose socket timeout outlasts a whole
+heartbeat interval (the ordinary client's 5 s would end every quiet stream).
 """
 
 from __future__ import annotations

@@ -145,6 +145,11 @@ def test_branch_picker_lists_untracked_github_branches(
     options = re.findall(r'<option value="([^"]+)" data-sha=', html)
     assert options == ["topic"]  # main is tracked already
     assert 'list="branch-options"' in html
+    # The page's script re-reads it for its live parts only: no GitHub call for those.
+    before = synced.server.request_counts().total
+    live = client.get(f"/projects/{synced.project_id}", headers={"X-Live-Refresh": "1"})
+    assert live.status_code == 200 and 'id="syncs-region"' in live.text
+    assert synced.server.request_counts().total == before
 
 
 def test_memory_behind_the_head_and_after_a_restore(client: FlaskClient, synced: Tracked) -> None:

@@ -49,7 +49,7 @@ def test_replays_everything_and_closes_after_final(
         "total": 10,
         "message": "fetching",
         "bytes": 0,
-        "percent": 34.4,  # fetch gets 55 of the 80 left after resolve (diff skipped)
+        "percent": 37.5,  # half of fetch: 72 of the 96 after resolve, diff not run yet
     }
     assert got[2].data is not None and got[2].data["outcome"] == "succeeded"
 

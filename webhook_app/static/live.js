@@ -55,7 +55,7 @@
   function refresh() {
     if (refreshing) { again = true; return; }
     refreshing = true;
-    fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html", "X-Live-Refresh": "1" } })
       .then(function (answer) { return answer.ok ? answer.text() : null; })
       .then(function (html) {
         if (html === null) { return; }
