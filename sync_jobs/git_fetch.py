@@ -8,10 +8,10 @@ branch head, then ``fetch`` with ``want <head>``, ``have <last synced commit>``,
 commit, the changed trees and the new blobs no larger than ``SYNC_MAX_BLOB_BYTES``
 (larger ones keep SHA and size only, so their content is never downloaded).
 
-The download starts before the pipeline reads the branch head over REST
-(:func:`start_git_fetch`, on a thread of its own: the two round trips overlap) and is
-used once the head is known (:func:`objects_over_git`): ``ls-refs`` must have named
-the same commit, else the branch moved between the two reads and the REST path runs.
+Over git the resolve phase needs no REST call: ``ls-refs`` names the head commit and
+the pack's commit object its root tree (:func:`head_over_git`); a no-op is one
+``ls-refs``. The diff phase then takes the pack's trees (:func:`objects_over_git`).
+Should the git path fail, the branch head is read over REST and the sync runs there.
 
 The pack is spooled to a temporary file (in memory up to :data:`SPOOL_BYTES`),
 checked against its trailing checksum, then inflated object by object: blobs go to
@@ -22,7 +22,7 @@ a tree with a blob of unknown size (one the filter left out) is left to the REST
 listing, which has sizes.
 
 Every failure of this path (an HTTP error, a server without protocol v2, a corrupt
-pack, a moved branch) is logged once and the sync goes on over REST, in the same run.
+pack) is logged once and the sync goes on over REST, in the same run.
 Database errors are not caught here: they are the pipeline's retryable errors.
 """
 
@@ -32,7 +32,6 @@ import logging
 import tempfile
 import zlib
 from collections.abc import Generator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO
 
@@ -86,43 +85,49 @@ class GitObjects:
 
 
 class GitDownload:
-    """A pack download under way on its own thread, and what came of it."""
+    """One sync's fetch over git: what it asks for, and what came of it."""
 
-    def __init__(self, transport: Transport, *, branch: str, current: ProjectSync | None) -> None:
+    def __init__(
+        self,
+        gh: GitHubConnector,
+        transport: Transport,
+        *,
+        branch: str,
+        have: str | None,
+        have_tree: str | None,
+    ) -> None:
+        self.gh = gh
         self.transport = transport
         self.branch = branch
-        self.have = current.head_commit_sha if current is not None else None
-        self.have_tree = current.head_tree_sha if current is not None else None
+        self.have = have
+        self.have_tree = have_tree
         self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         self.token = ""
-        self.future: Future[str] | None = None
         self.commit: str | None = None
         self.objects: GitObjects | None = None
         self.error: GitTransportError | None = None
 
-    def start(self, gh: GitHubConnector) -> GitDownload:
-        config = current_app.config
-        self.token = gh.installation_token
-        executor = ThreadPoolExecutor(1, thread_name_prefix="git-fetch")
-        self.future = executor.submit(
-            download_pack,
-            url=repository_git_url(config["GITHUB_API_URL"], gh.full_name),
-            token=self.token,
-            branch=self.branch,
-            have=self.have,
-            spool=self.spool,
-            stats=gh.stats,
-            timeout=config.get("SYNC_HTTP_TIMEOUT_SECONDS", defaults.HTTP_TIMEOUT_SECONDS),
-            blob_limit=config["SYNC_MAX_BLOB_BYTES"] + 1,
+    def again(self) -> GitDownload:
+        """The same fetch anew (it will send the connector's token of then)."""
+        return GitDownload(
+            self.gh, self.transport, branch=self.branch, have=self.have, have_tree=self.have_tree
         )
-        executor.shutdown(wait=False)
-        return self
 
     def read(self, writer: BlobWriter) -> BranchHead:
-        """Wait for the download; store its blobs; the head with its tree."""
-        assert self.future is not None
+        """Download the pack; store its blobs; the head with its tree."""
+        config = current_app.config
+        self.token = self.gh.installation_token
         try:
-            self.commit = self.future.result()
+            self.commit = download_pack(
+                url=repository_git_url(config["GITHUB_API_URL"], self.gh.full_name),
+                token=self.token,
+                branch=self.branch,
+                have=self.have,
+                spool=self.spool,
+                stats=self.gh.stats,
+                timeout=config.get("SYNC_HTTP_TIMEOUT_SECONDS", defaults.HTTP_TIMEOUT_SECONDS),
+                blob_limit=config["SYNC_MAX_BLOB_BYTES"] + 1,
+            )
             if self.commit == self.have and self.have_tree is not None:
                 return BranchHead(self.commit, self.have_tree)  # nothing new: no pack
             self.objects, tree = _objects(self.spool, self.commit, writer)
@@ -132,8 +137,8 @@ class GitDownload:
 
 
 def start_git_fetch(gh: GitHubConnector, project: Project) -> GitDownload | None:
-    """Start fetching the branch over git when ``SYNC_TRANSPORT`` and the project allow
-    it (:func:`~sync_jobs.core.plan.git_fetch_blocker`); None: the REST path only.
+    """The sync's fetch over git when ``SYNC_TRANSPORT`` and the project allow it
+    (:func:`~sync_jobs.core.plan.git_fetch_blocker`); None: the REST path only.
 
     The ``have`` is the project's current synced commit as read now; the pipeline
     reads it again after the branch head, and should another sync have moved it
@@ -152,7 +157,13 @@ def start_git_fetch(gh: GitHubConnector, project: Project) -> GitDownload | None
     if reason is not None:
         log.debug("not fetching %s over git: %s", gh.full_name, reason)
         return None
-    return GitDownload(transport, branch=project.branch, current=current).start(gh)
+    return GitDownload(
+        gh,
+        transport,
+        branch=project.branch,
+        have=current.head_commit_sha if current else None,
+        have_tree=current.head_tree_sha if current else None,
+    )
 
 
 def head_over_git(download: GitDownload | None, repository_id: int) -> BranchHead | None:
@@ -184,10 +195,8 @@ def objects_over_git(
             if gh.installation_token == download.token:
                 raise download.error
             # The REST read renewed a revoked or expired token meanwhile: once more.
-            again = GitDownload(download.transport, branch=download.branch, current=None)
-            again.have, again.have_tree = download.have, download.have_tree
-            again.start(gh).read(writer)
-            download = again
+            download = download.again()
+            download.read(writer)
         if download.error is not None:
             raise download.error
         if download.objects is None or download.commit != head.commit_sha:
