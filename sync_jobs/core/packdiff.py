@@ -10,8 +10,9 @@ unchanged over them and produces the identical :class:`~sync_jobs.core.diff.Delt
 - a subtree whose SHA equals the stored one at that path is skipped (never opened);
 - a subtree in the pack is opened from the pack;
 - a subtree in neither (a revert to a tree the old commit's history has but this
-  project never stored, a directory moved back) is what :func:`trees_outside`
-  returns: the shell reads it from GitHub's REST API like any other wanted tree.
+  project never stored, a directory moved back) is read from GitHub's REST API like
+  any other wanted tree (:class:`sync_jobs.trees.TreeSource` looks in the pack's
+  trees, then the store, then asks GitHub).
 
 Git tree objects carry no sizes, but stored trees (GitTree rows) and file versions do.
 A blob's size comes from the pack when the blob is in it, else from the sizes already
@@ -24,12 +25,11 @@ commit of another repository; they have no blob, no size and nothing to fetch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dulwich.objects import Tree
 
-from sync_jobs.core.merkle import MerkleWalk
 from sync_jobs.core.tree import EntryKind, TreeItem, git_type, kind_of, normal_mode
 
 RawEntry = tuple[str, str, str]
@@ -103,23 +103,3 @@ def sized_trees(pack: PackContents, known_sizes: Mapping[str, int]) -> SizedTree
         else:
             trees[tree_sha] = items
     return SizedTrees(trees, frozenset(unsized))
-
-
-def trees_outside(
-    walk: MerkleWalk,
-    pack_trees: Mapping[str, list[TreeItem]],
-    stored: Callable[[set[str]], Mapping[str, list[TreeItem]]],
-) -> set[str]:
-    """Advance ``walk`` with the pack's trees and the stored ones as far as they reach.
-
-    Returns the tree SHAs it then still wants (empty when the walk is done): those
-    neither the pack nor the store has, to be read from elsewhere.
-    """
-    while not walk.done:
-        wanted = walk.wanted()
-        found = {sha: pack_trees[sha] for sha in wanted if sha in pack_trees}
-        found.update(stored(wanted - found.keys()))
-        if not found:
-            return wanted
-        walk.provide(found)
-    return set()

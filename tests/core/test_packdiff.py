@@ -3,6 +3,8 @@ the two flat trees, whatever the pack lacks (reverts, moved directories)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from dulwich.objects import ObjectID, Tree
 
 from sync_jobs.core.diff import diff_flat
@@ -12,7 +14,6 @@ from sync_jobs.core.packdiff import (
     blobs_without_size,
     parse_raw_tree,
     sized_trees,
-    trees_outside,
 )
 from sync_jobs.core.plan import Transport, git_fetch_blocker
 from sync_jobs.core.tree import FileEntry, FlatTree, TreeItem, blob_sha, build_trees
@@ -59,6 +60,23 @@ def pack_between(
         },
     )
     return old_root, new_root, old_trees, pack
+
+
+def trees_outside(
+    walk: MerkleWalk,
+    pack_trees: Mapping[str, list[TreeItem]],
+    stored: Callable[[set[str]], Mapping[str, list[TreeItem]]],
+) -> set[str]:
+    """Advance ``walk`` from the pack, then the store, as TreeSource does; return what it
+    still wants (what the REST API would be asked for)."""
+    while not walk.done:
+        wanted = walk.wanted()
+        found = {sha: pack_trees[sha] for sha in wanted if sha in pack_trees}
+        found.update(stored(wanted - found.keys()))
+        if not found:
+            return wanted
+        walk.provide(found)
+    return set()
 
 
 def walk_delta(
