@@ -12,8 +12,9 @@ open tabs cost one sync:
   a :class:`~models.SyncRequest`; the same key again returns the sync the first request
   got, and the key reused for a different request is refused (422);
 - without one, a request equal to one made within ``SYNC_REQUEST_DEDUP_SECONDS`` (same
-  project, kind and parameters) returns that request's sync, and a sync request while
-  an equal sync is still queued coalesces into it (``request_sync``).
+  project, kind and parameters) returns that request's sync (recorded under an
+  implicit key, kept only for the window), and a sync request while an equal sync is
+  still queued coalesces into it (``request_sync``).
 
 The check and the creation run under a per-project Redis lock, so two equal requests
 arriving together cannot both create a sync.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -31,18 +33,12 @@ from typing import Any
 from flask import current_app
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import Project, ProjectSync, SyncRequest, SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
-from sync_jobs.errors import (
-    ConflictError,
-    InvalidParameterError,
-    PermanentSyncError,
-    QueueUnavailableError,
-    SyncReservationBusyError,
-)
+from sync_jobs.errors import PermanentSyncError, SyncReservationBusyError
 from sync_jobs.keys import sync_pending_key, sync_request_lock_key
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.restore_job import request_restore
@@ -52,6 +48,7 @@ from webhook_app.api_queries import (
     head_moved_since_sync,
     sync_of_project,
 )
+from webhook_app.errors import ConflictError, InvalidParameterError, QueueUnavailableError
 
 BRANCH_NAME = re.compile(
     r"^(?!/|.*//|.*\.\.|.*@\{|.*\.lock$|.*/$|.*\.$)"  # forbidden sequences
@@ -64,6 +61,10 @@ leading or trailing ``/``, no trailing ``.`` or ``.lock``."""
 REQUEST_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 """What an idempotency key may be: 1 to 255 visible ASCII characters (a UUID, a
 random token); it is stored as is."""
+
+IMPLICIT_KEY_PREFIX = "implicit "
+"""Requests without a key are recorded too, under this prefix and a random id, so an
+equal request within the window finds the sync the first one got."""
 
 UNTRACKED_REASON = "the branch was untracked"
 """The error written on syncs still queued when their project is untracked."""
@@ -122,13 +123,16 @@ def _idempotent(
             if key is not None:
                 earlier = _keyed_request(project, key, kind, canonical)
             else:
-                earlier = recent(project, parameters, _dedup_since())
+                since = _dedup_since()
+                earlier = _recent_request(project, kind, canonical, since) or recent(
+                    project, parameters, since
+                )
             if earlier is not None:
                 return earlier
             sync = create()
-            if key is not None:
-                sync = _record_key(project, key, kind, canonical, sync)
-            return sync
+            if key is None:
+                _forget_requests_before(project, _dedup_since())
+            return _record_key(project, key or _implicit_key(), kind, canonical, sync)
     except (RedisError, SyncReservationBusyError) as exc:
         db.session.rollback()
         raise QueueUnavailableError(
@@ -172,6 +176,46 @@ def _dedup_since() -> datetime:
         "SYNC_REQUEST_DEDUP_SECONDS", defaults.SYNC_REQUEST_DEDUP_SECONDS
     )
     return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+def _implicit_key() -> str:
+    """The key a request without one is recorded under; the space keeps it apart from
+    every key a client can send (:data:`REQUEST_KEY`)."""
+    return f"{IMPLICIT_KEY_PREFIX}{uuid.uuid4().hex}"
+
+
+def _recent_request(
+    project: Project, kind: str, canonical: str, since: datetime
+) -> ProjectSync | None:
+    """The sync an equal request without a key got since ``since`` (whatever sync that
+    was: its own, or a queued push sync it coalesced into), unless that sync failed."""
+    earlier = db.session.scalar(
+        select(SyncRequest)
+        .where(
+            SyncRequest.project_id == project.id,
+            SyncRequest.kind == kind,
+            SyncRequest.parameters == canonical,
+            SyncRequest.key.startswith(IMPLICIT_KEY_PREFIX, autoescape=True),
+            SyncRequest.created_at >= since,
+        )
+        .order_by(SyncRequest.id.desc())
+        .limit(1)
+    )
+    if earlier is None or earlier.sync.status is SyncStatus.FAILED:
+        return None
+    return earlier.sync
+
+
+def _forget_requests_before(project: Project, since: datetime) -> None:
+    """Requests without a key matter only within the window: older ones are deleted as
+    new ones come, so the table holds keyed requests and a few seconds of the rest."""
+    db.session.execute(
+        delete(SyncRequest).where(
+            SyncRequest.project_id == project.id,
+            SyncRequest.key.startswith(IMPLICIT_KEY_PREFIX, autoescape=True),
+            SyncRequest.created_at < since,
+        )
+    )
 
 
 def _keyed_request(project: Project, key: str, kind: str, canonical: str) -> ProjectSync | None:

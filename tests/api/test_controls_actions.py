@@ -75,6 +75,20 @@ def test_two_equal_resyncs_make_one_sync_even_after_it_ran(
     assert queued_job_ids() == []
 
 
+def test_a_resync_that_joined_a_queued_push_sync_is_answered_with_it_again(
+    client: FlaskClient, synced: Tracked
+) -> None:
+    """The first request coalesced into a push's queued sync; after that sync ran, the
+    repeated request (a double click) still gets it rather than a follow-up."""
+    pushed = api_actions.request_sync(synced.project_id, trigger=SyncTrigger.PUSH)
+    url = f"/api/v1/projects/{synced.project_id}/syncs"
+    assert client.post(url, json={}).json["sync"]["id"] == pushed.id
+    run_queued_jobs()
+    before = len(_syncs(synced.project_id))
+    assert client.post(url, json={}).json["sync"]["id"] == pushed.id
+    assert len(_syncs(synced.project_id)) == before and queued_job_ids() == []
+
+
 def test_a_full_resync_is_not_the_same_request_as_a_plain_one(
     client: FlaskClient, synced: Tracked
 ) -> None:
