@@ -138,7 +138,8 @@ def _execute(sync_id: int, guard: Callable[[], None], *, full: bool = False) -> 
         return executor(sync_id)
     from sync_jobs.pipeline import execute_sync
 
-    return execute_sync(sync_id, guard=guard, full=full)
+    execute_sync(sync_id, guard=guard, full=full)
+    return None
 
 
 def _postpone(redis: Redis, sync: ProjectSync, postponed: int) -> str:
