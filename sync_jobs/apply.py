@@ -144,8 +144,14 @@ def stored_trees(repository_id: int, shas: Iterable[str]) -> dict[str, list[Tree
             )
         )
         for sha, entries in rows:
-            found[sha] = [(i[0], i[1], i[2], i[3], i[4] if len(i) > 4 else None) for i in entries]
+            found[sha] = [_tree_item(entry) for entry in entries]
     return found
+
+
+def _tree_item(stored: list[Any]) -> TreeItem:
+    """A GitTree row's JSON entry (rows from before sizes were kept have four fields)."""
+    name, mode, kind, sha, *size = stored
+    return TreeItem(name, mode, kind, sha, size[0] if size else None)
 
 
 def store_trees(repository_id: int, trees: Mapping[str, list[TreeItem]]) -> int:

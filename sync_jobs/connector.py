@@ -418,7 +418,7 @@ class GitHubConnector:
         if truncated:
             raise SyncDataError(f"GitHub truncated the single-level tree {sha}")
         return [
-            (
+            TreeItem(
                 item["path"],
                 normal_mode(item["mode"]),
                 git_type(normal_mode(item["mode"])),

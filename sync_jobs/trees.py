@@ -66,7 +66,7 @@ class TreeSource:
         while missing - self.memory.keys():
             todo = sorted(missing - self.memory.keys())
             plan = plan_tree_fetches(
-                [WantedTree(sha, paths[sha][0], self._size_hint(*paths[sha])) for sha in todo],
+                [WantedTree(sha, paths[sha].path, self._size_hint(*paths[sha])) for sha in todo],
                 max_files=defaults.RECURSIVE_TREE_MAX_FILES,
                 truncated=self.truncated,
             )
@@ -80,7 +80,7 @@ class TreeSource:
                     log.info(
                         "recursive tree %s (%s) is truncated; reading it by levels",
                         sha,
-                        paths[sha][0] or "/",
+                        paths[sha].path or "/",
                     )
                     self.truncated.add(sha)
                 else:

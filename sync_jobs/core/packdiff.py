@@ -99,7 +99,7 @@ def sized_trees(pack: PackContents, known_sizes: Mapping[str, int]) -> SizedTree
                 if size is None:
                     unsized.add(tree_sha)
                     break
-            items.append((name, mode, git_type(mode), sha, size))
+            items.append(TreeItem(name, mode, git_type(mode), sha, size))
         else:
             trees[tree_sha] = items
     return SizedTrees(trees, frozenset(unsized))

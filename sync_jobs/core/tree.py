@@ -3,7 +3,7 @@
 A *flat tree* maps every non-tree path of a commit (regular files, symlinks,
 submodules) to its :class:`FileEntry`; that is the shape ``git ls-tree -r`` prints and
 the shape stored as RepositoryFile rows. A *tree object* is one directory level, a
-list of :data:`TreeItem` ``[name, mode, type, sha, size]`` exactly as stored in
+list of :class:`TreeItem` ``[name, mode, type, sha, size]`` exactly as stored in
 GitTree rows. Hashing goes through dulwich so the bytes hashed are git's own format.
 """
 
@@ -67,8 +67,15 @@ class FileEntry(NamedTuple):
         return self.kind in (EntryKind.FILE, EntryKind.SYMLINK)
 
 
-TreeItem = tuple[str, str, str, str, int | None]
-"""``(name, mode, type, sha, size)`` of one entry of one tree object."""
+class TreeItem(NamedTuple):
+    """One entry of one tree object, in the order GitTree rows store it (a JSON list);
+    ``type`` is GitHub's (``blob``, ``tree``, ``commit``), ``size`` None for non-blobs."""
+
+    name: str
+    mode: str
+    type: str
+    sha: str
+    size: int | None
 
 FlatTree = dict[str, FileEntry]
 
@@ -127,7 +134,7 @@ def build_trees(flat: Mapping[str, FileEntry]) -> tuple[str, dict[str, list[Tree
         for depth in range(1, len(parts)):
             children.setdefault("/".join(parts[:depth]), {})
         name = parts[-1]
-        children["/".join(parts[:-1])][name] = (
+        children["/".join(parts[:-1])][name] = TreeItem(
             name,
             entry.mode,
             git_type(entry.mode),
@@ -142,7 +149,7 @@ def build_trees(flat: Mapping[str, FileEntry]) -> tuple[str, dict[str, list[Tree
         trees[sha] = listing
         if directory:
             parent, _, name = directory.rpartition("/")
-            children[parent][name] = (name, MODE_TREE, "tree", sha, None)
+            children[parent][name] = TreeItem(name, MODE_TREE, "tree", sha, None)
         else:
             return sha, trees
     raise AssertionError("unreachable: the root is always last")
@@ -180,5 +187,5 @@ def trees_from_listing(
     trees: dict[str, dict[str, TreeItem]] = {sha: {} for sha in dir_sha.values()}
     for path, mode, sha, size in rows:
         parent, _, name = path.rpartition("/")
-        trees[dir_sha[parent]][name] = (name, mode, git_type(mode), sha, size)
+        trees[dir_sha[parent]][name] = TreeItem(name, mode, git_type(mode), sha, size)
     return {sha: sorted(items.values()) for sha, items in trees.items()}
