@@ -14,6 +14,7 @@ uses the demo's GitHub, credentials and Redis, as the demo's worker does.
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,9 +49,9 @@ DEMO_CREDENTIALS = Path("emulator") / "app.json"
 """Where ``make run`` (scripts/run.py) keeps the demo App's credentials and the demo
 GitHub's URL, relative to the instance folder."""
 
-DEMO_REDIS_PORT = 6390
-"""The port of the Redis ``make run`` starts when ``REDIS_URL`` does not answer
-(``scripts/run.py``'s ``DEV_REDIS_PORT``)."""
+DEMO_RUN_FILE = "run.json"
+"""Beside the demo's ``emulator/`` folder, ``make run`` (scripts/run.py) writes the URL
+of the Redis it started for itself while it runs."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -109,13 +110,22 @@ def _use_demo() -> None:
             f"the demo's credentials in {path} are unreadable: {_one_line(exc)}"
         ) from exc
     config.update(settings)
-    demo_redis = f"redis://127.0.0.1:{DEMO_REDIS_PORT}/0"
-    if not _answers(config["REDIS_URL"]) and _answers(demo_redis):
+    demo_redis = _demo_redis_url(path.parent.parent / DEMO_RUN_FILE)
+    if demo_redis and not os.environ.get("REDIS_URL") and _answers(demo_redis):
         from sync_jobs import redis_client
 
         config["REDIS_URL"] = demo_redis
         redis_client.init_app(app)
     click.echo(f"No APP_ID configured: using the demo GitHub at {settings['GITHUB_API_URL']}")
+
+
+def _demo_redis_url(run_file: Path) -> str | None:
+    """The Redis of the running ``make run`` (its own, on a port it chose), if any."""
+    try:
+        url = json.loads(run_file.read_text()).get("redis_url")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 def _require_app() -> None:

@@ -4,11 +4,16 @@ and synced, one-line errors that leave no rows, the local demo's configuration."
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from click.testing import Result
 from flask import Flask
 from sqlalchemy import func, select
@@ -175,3 +180,53 @@ def test_flask_untrack_stops_tracking_and_sync_tracks_again(
     with app.app_context():
         project = db.session.scalars(select(Project)).one()
         assert project.tracked and project.untracked_at is None
+
+
+def test_flask_sync_in_the_demo_uses_the_redis_make_run_started(
+    unconfigured_app: Flask,
+    github_emulator: EmulatorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``make run`` starts a Redis of its own on a port it chose and names it in
+    ``run.json``; the command must take that one, not whatever answers on 6379."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    _repository(github_emulator, tmp_path, name="sample")
+    credentials = Path(unconfigured_app.config["DEMO_CREDENTIALS_FILE"])
+    credentials.parent.mkdir(parents=True)
+    credentials.write_text(
+        json.dumps(
+            {
+                "app_id": github_emulator.app_id,
+                "private_key_pem": github_emulator.private_key_pem,
+                "api_url": github_emulator.url,
+            }
+        )
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        demo_redis = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(demo_redis)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with suppress(redis.ConnectionError):
+                if client.ping():
+                    break
+            time.sleep(0.1)
+        (credentials.parent.parent / "run.json").write_text(json.dumps({"redis_url": demo_redis}))
+
+        result = unconfigured_app.test_cli_runner().invoke(args=["sync", "octo/sample"])
+
+        assert result.exit_code == 0, result.output
+        assert unconfigured_app.config["REDIS_URL"] == demo_redis
+        assert client.dbsize() > 0, "the sync wrote nothing to make run's Redis"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
