@@ -37,7 +37,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import Project, ProjectSync, SyncRequest, SyncStatus, SyncTrigger, db
-from sync_jobs import defaults
+from sync_jobs import changes, defaults
 from sync_jobs.errors import PermanentSyncError, SyncReservationBusyError
 from sync_jobs.keys import sync_pending_key, sync_request_lock_key
 from sync_jobs.redis_client import redis_connection
@@ -319,6 +319,7 @@ def track_branch(project: Project, branch: object) -> tuple[Project, ProjectSync
     if existing is not None:
         existing.tracked, existing.untracked_at = True, None
         db.session.commit()
+        _announce(existing.id, "tracked")
         return existing, _queue(existing)
     tracked = Project(repository_id=repository_id, branch=branch)
     db.session.add(tracked)
@@ -327,7 +328,17 @@ def track_branch(project: Project, branch: object) -> tuple[Project, ProjectSync
     except IntegrityError:
         db.session.rollback()
         raise ConflictError(f"Branch {branch!r} is already tracked.") from None
+    _announce(tracked.id, "tracked")
     return tracked, _queue(tracked)
+
+
+def _announce(project_id: int, change: str) -> None:
+    """Tell open pages (the API's callers change projects too); never raises."""
+    try:
+        redis = redis_connection()
+    except RedisError:
+        return
+    changes.project_changed(redis, project_id=project_id, change=change)
 
 
 def _queue(project: Project) -> ProjectSync:
@@ -375,6 +386,7 @@ def untrack_branch(project: Project) -> None:
         )
     db.session.commit()
     _forget_pending(project.id, queued)
+    _announce(project.id, "untracked")
 
 
 def _forget_pending(project_id: int, sync_ids: list[int]) -> None:
@@ -400,6 +412,7 @@ def set_auto_sync(project: Project, enabled: bool) -> Project:
     was = project.auto_sync
     project.auto_sync = enabled
     db.session.commit()
+    _announce(project.id, "settings")
     resumed = enabled and not was and project.tracked and project.stopped_reason is None
     if resumed and head_moved_since_sync(project):
         try:

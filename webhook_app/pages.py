@@ -250,10 +250,6 @@ def _back(project_id: int) -> ResponseReturnValue:
     return redirect(url_for("pages.project", project_id=project_id), code=303)
 
 
-def _changed(project_id: int, change: str) -> None:
-    changes.project_changed(redis_connection(), project_id=project_id, change=change)
-
-
 @bp.post("/projects/<int:project_id>/resync")
 def resync(project_id: int) -> ResponseReturnValue:
     check_csrf()
@@ -291,7 +287,6 @@ def untrack(project_id: int) -> ResponseReturnValue:
     if not _confirmed():
         return render_template("pages/confirm_untrack.html", project=project)
     api_actions.untrack_branch(project)
-    _changed(project.id, "untracked")
     flash(f"No longer tracking {project.branch}; its history stays readable.", "success")
     return redirect(url_for("pages.index"), code=303)
 
@@ -304,7 +299,6 @@ def auto_sync(project_id: int) -> ResponseReturnValue:
     if choice not in ("on", "off"):
         raise InvalidParameterError("Choose whether auto-sync is on or off.")
     api_actions.set_auto_sync(project, choice == "on")
-    _changed(project.id, "settings")
     flash(f"Auto-sync on push is {choice} for {project.branch}.", "success")
     return _back(project.id)
 
@@ -314,6 +308,5 @@ def track_branch(project_id: int) -> ResponseReturnValue:
     check_csrf()
     project = actionable_project(project_id)
     tracked, sync = api_actions.track_branch(project, request.form.get("branch", ""))
-    _changed(tracked.id, "tracked")
     flash(f"Now tracking {tracked.branch}; first sync {sync.id} queued.", "success")
     return _back(tracked.id)
