@@ -1,12 +1,13 @@
 """Processing stored webhook deliveries, and putting them on the queue.
 
-The receiver stores a delivery, commits, then calls :func:`enqueue_delivery`; the
-sweeper calls the same function for deliveries whose enqueue never happened (Redis
-was down). Every delivery has its own RQ job (``delivery_job_id``), so the sweeper
-can ask RQ whether it is alive. The work is :func:`process_deliveries`: it routes
-each stored payload to its handler and records the outcome on the row. Workers run it
-over a batch of jobs at once, in their own process (:mod:`sync_jobs.worker`); the job
-function :func:`process_delivery` runs it for one, under any RQ worker.
+The receiver stores a batch of deliveries, commits, then calls
+:func:`enqueue_deliveries` for the new ones; the sweeper calls :func:`enqueue_delivery`
+for deliveries whose enqueue never happened (Redis was down). Every delivery has its
+own RQ job (``delivery_job_id``), so the sweeper can ask RQ whether it is alive. The
+work is :func:`process_deliveries`: it routes each stored payload to its handler and
+records the outcome on the row. Workers run it over a batch of jobs at once, in their
+own process (:mod:`sync_jobs.worker`); the job function :func:`process_delivery` runs
+it for one, under any RQ worker.
 
 Processing is idempotent at two levels: a delivery already final is not processed
 again (a retried job, a second enqueue by the sweeper), and every handler itself
@@ -28,10 +29,10 @@ from enum import StrEnum
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, Retry
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
-from rq.utils import now
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlchemyError
 
@@ -83,42 +84,58 @@ _RETRY = Retry(
 """How RQ reruns a delivery job after a transient error (the row counts the attempts)."""
 
 
-def enqueue_delivery(
-    queue: Queue, *, delivery_id: str, result_ttl: int = defaults.JOB_RESULT_TTL_SECONDS
-) -> Job:
-    """Queue the processing of one stored delivery, under the delivery's own job id.
+def enqueue_deliveries(
+    queue: Queue,
+    delivery_ids: Sequence[str],
+    *,
+    result_ttl: int = defaults.JOB_RESULT_TTL_SECONDS,
+    pipeline: Pipeline | None = None,
+) -> list[Job]:
+    """Queue the processing of stored deliveries, each under the delivery's own job id,
+    in one round trip: RQ's ``enqueue_many`` into one pipeline without MULTI.
 
     Enqueueing again under the same id replaces a finished or failed job of that
     delivery, which is what a sweep wants; a live one is never replaced because the
     sweeper checks first. ``result_ttl`` is how long RQ keeps the finished job (the
     row is the lasting record; ``JOB_RESULT_TTL_SECONDS`` is the setting).
 
-    RQ builds and serialises the job (``create_job``, ``to_dict``); this writes what
-    ``Queue.enqueue_call`` would for a job without dependencies, in one round trip of
-    three commands: register the queue, one HSET of the job, RPUSH of its id. RQ's own
-    path sends six (MULTI, SADD, an HSET of the status alone, the HSET, RPUSH, EXEC),
-    and parsing those replies is a third of the receiver's Redis time. No MULTI is
-    needed: commands on one connection run in order, so a worker never pops an id whose
-    hash is not written yet, and if the connection drops midway the row stays
-    ``queued`` and the sweeper enqueues it again. ``test_receiver`` checks that the hash
-    equals the one ``enqueue_call`` writes.
+    RQ writes, per job, an HSET of the status alone, the HSET of the job and an RPUSH,
+    and one SADD registering the queue. No MULTI is needed: commands on one connection
+    run in order, so a worker never pops an id whose hash is not written yet, and if the
+    connection drops midway the rows stay ``queued`` and the sweeper enqueues them
+    again. A hand-written SADD + HSET + RPUSH (no status HSET) was measured against it
+    (bench: 3,000 jobs, CPU per job, two runs): 111-145 vs 139-152 µs alone, 72-95 vs
+    86-92 µs in batches of 8, 65-66 vs 76-85 µs in batches of 32. That is at most
+    ~25 µs of a delivery's ~1 ms, so RQ's own API is used. With ``pipeline`` the
+    commands are added to it and the caller executes it (and may add its own).
     """
-    job = queue.create_job(
-        PROCESS_DELIVERY,
-        args=(delivery_id,),
-        job_id=delivery_job_id(delivery_id),
-        result_ttl=result_ttl,
-        failure_ttl=defaults.FAILURE_TTL_SECONDS,
-        retry=_RETRY,
-        status=JobStatus.QUEUED,
+    pipe = pipeline if pipeline is not None else queue.connection.pipeline(transaction=False)
+    jobs = queue.enqueue_many(
+        [
+            Queue.prepare_data(
+                PROCESS_DELIVERY,
+                args=(delivery_id,),
+                job_id=delivery_job_id(delivery_id),
+                result_ttl=result_ttl,
+                failure_ttl=defaults.FAILURE_TTL_SECONDS,
+                retry=_RETRY,
+            )
+            for delivery_id in delivery_ids
+        ],
+        pipeline=pipe,
     )
-    job.redis_server_version = queue.get_redis_server_version()
-    job.enqueued_at = now()
-    with queue.connection.pipeline(transaction=False) as pipe:
-        pipe.sadd(queue.redis_queues_keys, queue.key)
-        pipe.hset(job.key, mapping=job.to_dict())
-        pipe.rpush(queue.key, job.id)
-        pipe.execute()
+    if pipeline is None:
+        with pipe:
+            pipe.execute()
+    return jobs
+
+
+def enqueue_delivery(
+    queue: Queue, *, delivery_id: str, result_ttl: int = defaults.JOB_RESULT_TTL_SECONDS
+) -> Job:
+    """Queue one stored delivery (the sweeper's way): :func:`enqueue_deliveries` of one.
+    ``test_receiver`` checks that the hash equals the one ``enqueue_call`` writes."""
+    [job] = enqueue_deliveries(queue, [delivery_id], result_ttl=result_ttl)
     return job
 
 

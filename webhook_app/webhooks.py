@@ -33,28 +33,19 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
-from redis.exceptions import RedisError
-from rq import Queue
-from sqlalchemy import insert, update
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
-from models import DeliveryStatus, WebhookDelivery, db
+from models import DeliveryStatus
 from models.base import utcnow
-from sync_jobs import defaults, metrics
-from sync_jobs.deliveries import deliveries_queue, enqueue_delivery
+from sync_jobs import defaults, metrics, routing
 from sync_jobs.errors import PayloadTooLargeError, WebhookRejectedError
 from sync_jobs.logs import log_context
 from sync_jobs.metrics import DeliveryOutcome
-from sync_jobs.redis_client import redis_connection
-from webhook_app import events, routing
-from webhook_app.database import receiver_engine
+from webhook_app import delivery_store, events
+from webhook_app.delivery_store import Stored
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
-
-QUEUE_EXTENSION = "project_sync_deliveries_queue"
-"""Where the app keeps its deliveries queue, built once per process (RQ's Queue asks
-Redis for its version on first use; doing that per request would cost a round trip)."""
 
 UNVERIFIED_EVENT = "other"
 """Event label of unverified deliveries whose claimed event is not one we handle."""
@@ -71,14 +62,6 @@ def _answer(status: int, body: dict[str, Any], **headers: str) -> Response:
     return Response(json.dumps(body), status, headers, mimetype="application/json")
 
 
-def _queue() -> Queue:
-    queue: Queue | None = current_app.extensions.get(QUEUE_EXTENSION)
-    if queue is None:
-        queue = deliveries_queue(redis_connection())
-        current_app.extensions[QUEUE_EXTENSION] = queue
-    return queue
-
-
 def _read_body(limit: int) -> bytes:
     """The raw body, refusing anything over ``limit`` without reading all of it."""
     if request.content_length is not None and request.content_length > limit:
@@ -89,19 +72,8 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
-def _store(delivery: events.Delivery, status: DeliveryStatus, reason: str | None) -> None:
-    """One INSERT in autocommit mode: a single round trip, atomic on its own.
-
-    No ORM session and no BEGIN/COMMIT pair: the row is the whole transaction, and
-    the unique delivery id makes a duplicate fail here with nothing written.
-
-    The receiver's engine does not ping a pooled connection before use, so after a
-    database restart the first INSERT on each stale connection fails with a
-    disconnect; SQLAlchemy then discards the whole pool, and the INSERT is tried once
-    more on a fresh connection. If that one finds the id already stored, the first
-    attempt committed before its connection died: the delivery is ours and stored.
-    """
-    row = {
+def _row(delivery: events.Delivery, status: DeliveryStatus, reason: str | None) -> dict[str, Any]:
+    return {
         "delivery_id": delivery.delivery_id,
         "event": delivery.event,
         "action": delivery.action,
@@ -115,37 +87,6 @@ def _store(delivery: events.Delivery, status: DeliveryStatus, reason: str | None
         "attempts": 0,
         "received_at": utcnow(),
     }
-    try:
-        _insert(row)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        log.info("delivery %s: database connection lost, retrying once", delivery.delivery_id)
-        try:
-            _insert(row)
-        except IntegrityError:
-            return
-
-
-def _insert(row: dict[str, Any]) -> None:
-    with receiver_engine().connect() as connection:
-        connection.execute(_INSERT, row)
-
-
-_INSERT = insert(WebhookDelivery)
-
-
-def _mark_pending(delivery_id: str) -> None:
-    """Best effort: say on the row that it waits for the sweeper (it sweeps either way)."""
-    try:
-        db.session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.delivery_id == delivery_id)
-            .values(status=DeliveryStatus.PENDING)
-        )
-        db.session.commit()
-    except SQLAlchemyError:
-        db.session.rollback()
 
 
 def _claimed_event() -> str:
@@ -196,12 +137,9 @@ def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
         status, reason = DeliveryStatus.IGNORED, routing.describe(delivery.event, delivery.action)
 
     try:
-        _store(delivery, status, reason)
-    except IntegrityError:
-        if status == DeliveryStatus.REJECTED:
-            return _rejected(delivery, str(reason)), DeliveryOutcome.REJECTED
-        answer = {"status": "duplicate", "delivery_id": delivery.delivery_id}
-        return _answer(200, answer), DeliveryOutcome.DUPLICATE
+        stored = delivery_store.store(
+            _row(delivery, status, reason), enqueue=status == DeliveryStatus.QUEUED
+        )
     except (DataError, ValueError) as exc:
         # The checks in events should make this unreachable; if a value still slips
         # through, the sender hears what it was rather than a retry-inviting 503.
@@ -216,6 +154,11 @@ def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
             **{"Retry-After": str(defaults.DATABASE_RETRY_AFTER_SECONDS)},
         ), DeliveryOutcome.UNAVAILABLE
 
+    if stored is Stored.DUPLICATE:
+        if status == DeliveryStatus.REJECTED:
+            return _rejected(delivery, str(reason)), DeliveryOutcome.REJECTED
+        answer = {"status": "duplicate", "delivery_id": delivery.delivery_id}
+        return _answer(200, answer), DeliveryOutcome.DUPLICATE
     if status == DeliveryStatus.REJECTED:
         log.warning("delivery %s stored as rejected: %s", delivery.delivery_id, reason)
         return _rejected(delivery, str(reason)), DeliveryOutcome.REJECTED
@@ -225,15 +168,7 @@ def _accept(delivery: events.Delivery) -> tuple[Response, DeliveryOutcome]:
     if status == DeliveryStatus.IGNORED:
         answer = {"status": "ignored", "delivery_id": delivery.delivery_id, "reason": reason}
         return _answer(202, answer), DeliveryOutcome.ACCEPTED
-    try:
-        enqueue_delivery(
-            _queue(),
-            delivery_id=delivery.delivery_id,
-            result_ttl=current_app.config["JOB_RESULT_TTL_SECONDS"],
-        )
-    except RedisError as exc:
-        log.warning("delivery %s stored, not queued: %s", delivery.delivery_id, exc)
-        _mark_pending(delivery.delivery_id)
+    if stored is Stored.PENDING:
         answer = {"status": "pending", "delivery_id": delivery.delivery_id}
         return _answer(202, answer), DeliveryOutcome.PENDING
     answer = {"status": "queued", "delivery_id": delivery.delivery_id}
