@@ -9,7 +9,7 @@ worker process drain the queue in burst mode, timed from the first job to the la
 - ``fork``: RQ's ``Worker``, a work horse forked per job (what ran deliveries before);
 - ``simple``: RQ's ``SimpleWorker``, every job in the worker process, RQ's bookkeeping
   per job;
-- ``batch``: ``python -m sync_jobs.worker``'s ``SyncWorker``, delivery jobs taken and
+- ``batch``: ``python -m worker``'s ``SyncWorker``, delivery jobs taken and
   processed a batch at a time in the worker process.
 
 Each delivery requests a sync of its project (coalesced into the queued one, as in a
@@ -39,19 +39,22 @@ _DRAIN = """
 import logging, sys, time
 from importlib import import_module
 from rq import Queue
-from sync_jobs.app_context import worker_app
 from sync_jobs.keys import deliveries_queue_name
 from sync_jobs.redis_client import redis_connection
+from sync_jobs.worker import AppWorker
+from webhook_app import create_app
 
 module, name = sys.argv[1].rsplit(".", 1)
 worker_class = getattr(import_module(module), name)
+if not issubclass(worker_class, AppWorker):  # RQ's own: each job in the app's context
+    worker_class = type(name, (AppWorker, worker_class), {})
 logging.disable(logging.INFO)
-app = worker_app()
+app = create_app()
 connection = redis_connection(app)
 with app.app_context():
     queue = Queue(deliveries_queue_name(), connection=connection)
 started = time.perf_counter()
-worker_class([queue], connection=connection).work(burst=True, logging_level="WARNING")
+worker_class([queue], connection=connection, app=app).work(burst=True, logging_level="WARNING")
 print("ELAPSED", time.perf_counter() - started)
 """
 

@@ -38,8 +38,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sync_jobs.app_context import in_app_context
-
 TAKEN_AT_ENV = "JOB_COST_TAKEN_AT"
 """``time.perf_counter()`` when the worker took the job (the horse inherits it)."""
 HORSE_AT_ENV = "JOB_COST_HORSE_AT"
@@ -104,7 +102,6 @@ def record(line: dict[str, Any]) -> None:
         out.write(json.dumps(line) + "\n")
 
 
-@in_app_context
 def probe(project_id: int) -> None:
     """A job that does what a sync does first, timing each step (see the docstring)."""
     first_line = time.perf_counter()
@@ -214,25 +211,25 @@ def worker_main(mode: str) -> None:
     """``python -m bench.job_cost --worker MODE``: drain the queues once and exit."""
     from rq import Queue
 
-    from sync_jobs.app_context import worker_app
     from sync_jobs.keys import queue_names
     from sync_jobs.logs import configure_logging
     from sync_jobs.redis_client import redis_connection
     from sync_jobs.worker import prepare_horses
+    from webhook_app import create_app
 
-    app = worker_app()
+    app = create_app()
     configure_logging("WARNING", "json")
     # This module runs as __main__; the horse's probe jobs name it bench.job_cost, which
     # a real worker has loaded (its job modules are), so the horse does not import it.
     importlib.import_module(PROBE.rsplit(".", 1)[0])
     started = time.perf_counter()
     if mode != "cold":
-        prepare_horses()
+        prepare_horses(app)
     record({"kind": "prepare", "ms": ms(time.perf_counter() - started)})
     connection = redis_connection(app)
     with app.app_context():
         queues = [Queue(name, connection=connection) for name in queue_names()]
-    worker = _worker_classes()[mode](queues, connection=connection)
+    worker = _worker_classes()[mode](queues, connection=connection, app=app)
     worker.work(burst=True, logging_level="WARNING")
 
 

@@ -7,7 +7,7 @@
 - the GitHub emulator in this process with ``--repositories`` repositories (a small
   generated history each) and the App installed on all of them;
 - ``gunicorn -c gunicorn.conf.py wsgi:app`` (as the Procfile's ``web``), ``--workers``
-  ``python -m sync_jobs.worker`` processes and the maintenance process.
+  ``python -m worker`` processes and the maintenance process.
 
 After the installation's first syncs, a load generator in its own process sends push
 deliveries at ``--rate`` per second for ``--seconds`` (an open loop: latency counts from
@@ -230,7 +230,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 repos.append((record, history))
             stack.start("web", "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app")
             for number in range(options.workers):
-                stack.start(f"worker-{number + 1}", "-m", "sync_jobs.worker",
+                stack.start(f"worker-{number + 1}", "-m", "worker",
                             nice=options.worker_nice)
             stack.start("maintenance", "-m", "flask", "--app", "wsgi:app", "maintenance", "run")
             _wait(lambda: _ready(port), "gunicorn", 60)

@@ -465,7 +465,7 @@ def start_everything(
     supervisor.start(
         "web", [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
     )
-    supervisor.start("worker", [sys.executable, "-m", "sync_jobs.worker"])
+    supervisor.start("worker", [sys.executable, "-m", "worker"])
     supervisor.start(
         "maintenance", [sys.executable, "-m", "flask", "--app", "wsgi:app", "maintenance", "run"]
     )

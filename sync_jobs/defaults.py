@@ -215,7 +215,7 @@ TARBALL_SECONDS_PER_FILE = 0.00004
 BLOB_CALL_SECONDS = 0.1
 """Cost of one git/blobs call, dominated by GitHub's ~100 ms latency."""
 
-# --- Server-sent events (webhook_app/sse.py) ---------------------------------------------
+# --- Server-sent events (the web app's event streams) ----------------------------------
 
 SSE_HEARTBEAT_SECONDS = 15.0
 """An idle event stream sends a comment this often, so proxies keep it open and a

@@ -39,7 +39,6 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlche
 from models import DeliveryStatus, WebhookDelivery, db
 from models.base import discard_session
 from sync_jobs import defaults, metrics, payloads
-from sync_jobs.app_context import in_app_context
 from sync_jobs.errors import DeliveryNotFoundError, InvalidPayloadError, PermanentSyncError
 from sync_jobs.keys import deliveries_queue_name, delivery_job_id
 from sync_jobs.logs import log_context
@@ -243,7 +242,7 @@ def _permanent_reason(exc: BaseException) -> str:
 
 def _run_handler(row: _Stored, delivery_id: str, timeout: float | None) -> tuple[str, str]:
     """Route one stored delivery and run its handler; the status and reason to record."""
-    from webhook_app import routing
+    from sync_jobs import routing
 
     handler = routing.fetch(row.event, row.action)
     if handler is None:
@@ -381,7 +380,6 @@ def process_deliveries(
     return attempts
 
 
-@in_app_context
 def process_delivery(delivery_id: str) -> str:
     """The RQ job of one delivery: process it and record the outcome on its row.
 

@@ -155,7 +155,7 @@ def installation_token_key(installation_github_id: int, scope: str = "") -> str:
     return f"{key_prefix()}:installation-token:{installation_github_id}{suffix}"
 
 
-# --- People and setup (webhook_app) ------------------------------------------------------
+# --- People and setup (the web app) ------------------------------------------------------
 
 
 def session_key(session_digest: str) -> str:

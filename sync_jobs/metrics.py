@@ -1,7 +1,7 @@
 """Operational metrics shared by every process, kept in Redis and served by ``/metrics``.
 
 Call sites record events through the ``record_*`` functions; none of them raises (a
-metric must never fail a delivery or a sync). ``webhook_app.metrics`` reads the
+metric must never fail a delivery or a sync). The web app's ``/metrics`` reads the
 values back with :func:`read_families` and serves them in Prometheus' text format.
 
 Why Redis and not prometheus-client's multiprocess mode: the processes that count

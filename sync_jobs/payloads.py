@@ -1,6 +1,6 @@
 """Reading a delivery's payload: the JSON document inside a stored body, and its fields.
 
-Pure (no I/O, no Flask, no database). The receiver (:mod:`webhook_app.events`) uses it
+Pure (no I/O, no Flask, no database). The web app's receiver uses it
 to decide whether a signed body can be stored and processed, the delivery job
 (:mod:`sync_jobs.deliveries`) to read a stored body again, and the handlers
 (:mod:`sync_jobs.installations`) to read the fields they write. Every failure is an

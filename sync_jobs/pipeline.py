@@ -31,7 +31,6 @@ from models import GitTree, Project, ProjectSync, Repository, db
 from models.base import discard_session, utcnow
 from models.enums import SyncStatus, SyncTrigger
 from sync_jobs import defaults, metrics
-from sync_jobs.app_context import in_app_context
 from sync_jobs.apply import ApplyPlan, apply_sync, count_files, current_files, store_trees
 from sync_jobs.connector import CallStats, GitHubConnector
 from sync_jobs.core.diff import Delta, diff_flat
@@ -337,7 +336,6 @@ def _describe(delta: Delta) -> str:
     return ", ".join(parts) or "no changes"
 
 
-@in_app_context
 def execute_sync(
     sync_id: int,
     *,

@@ -1,5 +1,10 @@
 """The app's Redis connections, registered on the Flask app like any other resource.
 
+They live in the jobs package, not with the web app that registers them
+(:func:`init_app`, called by the factory), because both sides use them: the jobs for
+queues, locks, markers and progress events, the web side for sessions, the queue and
+event streams. Imports go one way, so the module both use sits on the lower side.
+
 Two clients share the URL but not their socket timeout. Every ordinary command answers
 in milliseconds, so :func:`redis_connection` gives up after
 :data:`COMMAND_SOCKET_TIMEOUT_SECONDS` and an outage is noticed quickly. An event

@@ -1,5 +1,9 @@
 """Which processing function handles which delivery: a table, looked up with :func:`fetch`.
 
+The delivery job routes with it (:mod:`sync_jobs.deliveries`), and the receiver asks
+:func:`handles` whether an event is worth queueing at all; the table lives with the
+handlers it names, so the receiver imports it from here.
+
 Keys are (event, action). An action of ``None`` in the table matches any action of
 that event: ``push`` and ``delete`` have no action, and a future action GitHub adds to
 them should not stop a push from syncing. Events in no key are stored as ignored by

@@ -41,7 +41,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import ProjectSync, SyncStatus, db
 from models.base import discard_session
 from sync_jobs import changes, defaults, metrics
-from sync_jobs.app_context import in_app_context
 from sync_jobs.errors import (
     GitHubUnavailableError,
     LockLostError,
@@ -169,7 +168,6 @@ def current_job_id(sync_id: int) -> str:
     return job.id if job is not None else sync_job_id(sync_id)
 
 
-@in_app_context
 def run_sync(sync_id: int, postponed: int = 0) -> str:
     """Run one sync under the project's running lock; see the module docstring."""
     job_id = current_job_id(sync_id)

@@ -1,11 +1,17 @@
-"""The worker process: ``python -m sync_jobs.worker`` (the Procfile's ``worker``).
+"""The worker process (the Procfile's ``worker``, started as ``python -m worker``).
 
-Builds the app once from the environment, so the worker uses the same settings
-(``REDIS_URL`` from ``.env`` included) as the web process, and listens on every queue
-named in :mod:`sync_jobs.keys` with RQ's scheduler for delayed jobs (postponed and
-rescheduled syncs). Syncs and maintenance jobs each run in a forked work horse that
-inherits the app (a sync can run for minutes and use much memory; a crash or a job
-timeout takes only the horse); jobs enter its app context themselves.
+The top-level ``worker.py`` builds the app once from the environment, as ``wsgi.py``
+does for gunicorn, so the worker uses the same settings (``REDIS_URL`` from ``.env``
+included) as the web process, and hands it to :func:`main`: this package never builds
+an app itself. :func:`main` listens on every queue named in :mod:`sync_jobs.keys` with
+RQ's scheduler for delayed jobs (postponed and rescheduled syncs). Syncs and
+maintenance jobs each run in a forked work horse that inherits the app (a sync can run
+for minutes and use much memory; a crash or a job timeout takes only the horse).
+
+Every job runs inside the worker's app context, pushed by the worker around the job
+(:class:`AppWorker`): in the horse, and around a batch of deliveries in this process.
+Job functions take no app of their own, so a caller that already has an app context
+(``flask sync``, a test) calls them directly.
 
 A horse starts warm (:func:`prepare_horses`, before the first fork): the job modules
 are imported, the app and its engine built, and githubkit's lazily loaded REST modules
@@ -49,22 +55,23 @@ import logging
 import signal
 import time
 import uuid
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from types import FrameType
 from typing import Any, cast
 
+from flask import Flask, current_app, has_app_context
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
-from rq.worker import WorkerStatus
+from rq.worker import BaseWorker, WorkerStatus
 from sqlalchemy import select
 from sqlalchemy.orm import configure_mappers
 
 from models import db
 from models.base import Base
-from sync_jobs import app_context, defaults
+from sync_jobs import defaults
 from sync_jobs.deliveries import PROCESS_DELIVERY, Attempt, Verdict, process_deliveries
 from sync_jobs.keys import deliveries_queue_name, key_prefix, queue_names
 from sync_jobs.logs import configure_logging
@@ -77,11 +84,11 @@ HORSE_MODULES = ("sync_jobs.sync_job", "sync_jobs.pipeline", "sync_jobs.restore"
 
 
 @functools.cache
-def prepare_horses() -> None:
+def prepare_horses(app: Flask) -> None:
     """Load, once in the worker, what every forked horse would otherwise load itself."""
     for module in HORSE_MODULES:
         importlib.import_module(module)
-    with app_context.worker_app().app_context():
+    with app.app_context():
         _warm_orm()
     # Imported with the job modules, not with this one: delivery batches need no GitHub.
     from sync_jobs.connector import warm_up
@@ -104,7 +111,37 @@ def _warm_orm() -> None:
         select(mapper).compile(dialect=dialect)
 
 
-class SyncWorker(Worker):
+class AppWorker(BaseWorker):
+    """An RQ worker that runs every job inside its app's context.
+
+    RQ calls a job function with nothing around it; the app (settings, database, Redis
+    clients) is the worker's, built once at start and passed in as ``app``. The context
+    is pushed for each job and popped after it, which also ends the job's database
+    session. ``app`` may be left out only where no job runs (RQ builds workers itself
+    to list them).
+    """
+
+    def __init__(self, *args: Any, app: Flask | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+    def job_context(self) -> AbstractContextManager[object]:
+        """The app context a job runs in.
+
+        A worker run inside its own app's context (in-process, by a test or a command
+        that has one) reuses it, as a job function called directly would."""
+        if self.app is None:
+            raise RuntimeError(f"{type(self).__name__} runs jobs only with its app: pass app=")
+        if has_app_context() and cast(Any, current_app)._get_current_object() is self.app:
+            return nullcontext()
+        return self.app.app_context()
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        with self.job_context():
+            return super().perform_job(job, queue)
+
+
+class SyncWorker(AppWorker, Worker):
     """RQ's worker, quicker to notice what an outage broke.
 
     RQ runs its maintenance (restarting a scheduler that died, cleaning registries)
@@ -115,10 +152,10 @@ class SyncWorker(Worker):
     so the worker shows in RQ's worker list (and dashboards) again.
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", defaults.WORKER_MAINTENANCE_SECONDS)
         kwargs.setdefault("worker_ttl", defaults.WORKER_MAINTENANCE_SECONDS + 15)
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         # Named here: the name follows the app's key prefix, and RQ calls execute_job
         # outside an app context.
         self.deliveries_queue = deliveries_queue_name()
@@ -140,14 +177,15 @@ class SyncWorker(Worker):
             super().execute_job(job, queue)
 
     def fork_work_horse(self, job: Job, queue: Queue) -> None:
-        prepare_horses()  # a no-op after the first time (main() does it at start)
+        if self.app is not None:
+            prepare_horses(self.app)  # a no-op after the first time (main() does it at start)
         super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         # The horse inherits the database connections this process opened for
         # deliveries; using a socket the parent also uses corrupts both sides'
         # sessions, so the horse forgets them (without closing them) and opens its own.
-        with app_context.job_context():
+        with self.job_context():
             db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
 
@@ -159,7 +197,7 @@ class SyncWorker(Worker):
         self._mark_started(jobs, queue)
         deadline = time.monotonic() + self.delivery_batch_seconds
         timeout = first.timeout or defaults.DELIVERY_JOB_TIMEOUT_SECONDS
-        with app_context.job_context():
+        with self.job_context():
             attempts = process_deliveries(
                 [job.args[0] for job in jobs],
                 timeout=timeout,
@@ -273,16 +311,16 @@ def _forget(worker: Worker) -> None:
         worker.register_death()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(app: Flask, argv: list[str] | None = None) -> None:
+    """Run workers for ``app`` (built by the caller) until stopped; see the module."""
     parser = argparse.ArgumentParser(description="Run a Project Sync RQ worker.")
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", help="worker name (default: RQ's)")
     options = parser.parse_args(argv)
 
-    app = app_context.worker_app()
     configure_logging(app.config.get("LOG_LEVEL", "INFO"), app.config.get("LOG_FORMAT", "json"))
     connection = redis_connection(app)
-    prepare_horses()
+    prepare_horses(app)
     stopping: list[bool] = []
 
     def stop_waiting(signum: int, frame: FrameType | None) -> None:
@@ -295,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
                 connection=connection,
                 # RQ's list of workers is one for the whole Redis: the prefix says whose.
                 name=options.name or f"{key_prefix()}-{uuid.uuid4().hex}",
+                app=app,
             )
         try:
             worker.work(with_scheduler=True, burst=options.burst)
@@ -313,4 +352,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit("The worker needs its app: start it with `python -m worker` (worker.py).")

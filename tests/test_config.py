@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sync_jobs.errors import ConfigError
 from webhook_app.config import settings_from_environment
+from webhook_app.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

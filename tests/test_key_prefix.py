@@ -1,7 +1,7 @@
 """Two deployments on one Redis database, told apart by ``REDIS_KEY_PREFIX``.
 
 Each deployment has its own database and its own real worker process
-(``python -m sync_jobs.worker``); a push delivered to one is processed by its own
+(``python -m worker``); a push delivered to one is processed by its own
 worker only, and every key either writes carries its prefix.
 """
 
@@ -27,11 +27,11 @@ from sqlalchemy import select
 
 from models import DeliveryStatus, WebhookDelivery, db
 from sync_jobs import keys
-from sync_jobs.errors import ConfigError
 from tests.conftest import REDIS_CLAIM_KEY, TEST_WEBHOOK_SECRET, base_settings, reset_redis
 from tests.webhooks.conftest import deliver, payload
 from webhook_app import create_app
 from webhook_app.config import settings_from_environment
+from webhook_app.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIXES = ("deploy-a", "deploy-b")
@@ -84,7 +84,7 @@ def deployments(redis_url: str, tmp_path: Path) -> Iterator[dict[str, Flask]]:
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[[Flask], subprocess.Popen[bytes]]]:
-    """``python -m sync_jobs.worker`` for one deployment, configured as its host would."""
+    """``python -m worker`` for one deployment, configured as its host would."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(app: Flask) -> subprocess.Popen[bytes]:
@@ -101,7 +101,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Flask], subprocess.Popen[
         )
         log = open(tmp_path / f"worker-{prefix}.log", "wb")  # noqa: SIM115 - closed by the OS
         child = subprocess.Popen(
-            [sys.executable, "-m", "sync_jobs.worker"],
+            [sys.executable, "-m", "worker"],
             cwd=tmp_path,  # no .env of the checkout
             env=env,
             stdout=log,

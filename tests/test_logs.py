@@ -24,13 +24,13 @@ from redis import Redis
 from rq import Queue, Worker, get_current_job
 
 from sync_jobs import logs
-from sync_jobs.errors import ConfigError
 from sync_jobs.logs import configure_logging, current_context, log_context, redact
 from tests.conftest import base_settings, reset_redis
 from tests.webhooks.conftest import free_port
 from webhook_app import create_app
 from webhook_app.access import ROUTE_RULES, RouteRule
 from webhook_app.config import settings_from_environment
+from webhook_app.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = logging.getLogger("tests.test_logs")

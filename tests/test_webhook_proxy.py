@@ -25,10 +25,9 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from models import DeliveryStatus, WebhookDelivery, db
-from sync_jobs.errors import ConfigError
 from tests.webhooks.conftest import payload, signed_headers
 from webhook_app.config import settings_from_environment
-from webhook_app.errors import ProxyEventError
+from webhook_app.errors import ConfigError, ProxyEventError
 from webhook_app.manifest import build_manifest
 from webhook_app.webhook_proxy import FIRST_RETRY_SECONDS, WebhookProxy, github_json, parse_event
 

@@ -19,7 +19,6 @@ from werkzeug.exceptions import HTTPException
 
 from models import Blob, MemoryEntry, Project, ProjectSync, RepositoryFile, db
 from models.queries import files_at, lineage, memory_entries
-from sync_jobs.errors import ApiRequestError, InvalidParameterError, UnsupportedMediaTypeError
 from webhook_app import api_actions
 from webhook_app.access import current_access
 from webhook_app.api_queries import (
@@ -39,6 +38,7 @@ from webhook_app.api_queries import (
     visible_project,
     visible_projects,
 )
+from webhook_app.errors import ApiRequestError, InvalidParameterError, UnsupportedMediaTypeError
 
 API_PREFIX = "/api"
 """Every JSON endpoint lives below this path (the current version is v1)."""

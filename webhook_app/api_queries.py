@@ -26,18 +26,16 @@ from sqlalchemy.orm import selectinload
 from models import Installation, Project, ProjectSync, Repository, SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
 from sync_jobs.connector import GitHubConnector
-from sync_jobs.errors import (
-    ApiRequestError,
-    ConflictError,
-    GitHubUnavailableError,
-    InvalidParameterError,
-    NotVisibleError,
-    PermanentSyncError,
-    RateLimitedError,
-)
+from sync_jobs.errors import GitHubUnavailableError, PermanentSyncError, RateLimitedError
 from sync_jobs.keys import compare_cache_key
 from sync_jobs.redis_client import redis_connection
 from webhook_app.access import Access, current_access, require_action
+from webhook_app.errors import (
+    ApiRequestError,
+    ConflictError,
+    InvalidParameterError,
+    NotVisibleError,
+)
 
 log = logging.getLogger(__name__)
 

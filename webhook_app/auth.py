@@ -43,9 +43,9 @@ from githubkit.exception import GitHubException
 from redis.exceptions import RedisError
 
 from sync_jobs import defaults, keys
-from sync_jobs.errors import CsrfTokenError, OAuthStateError, SignInError
 from sync_jobs.redis_client import redis_connection
 from webhook_app import sessions
+from webhook_app.errors import CsrfTokenError, OAuthStateError, SignInError
 from webhook_app.github_person import (
     UserToken,
     exchange_sign_in_code,

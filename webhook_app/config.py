@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from sync_jobs import defaults, keys
-from sync_jobs.errors import ConfigError
 from sync_jobs.logs import LOG_FORMATS, LOG_LEVELS
+from webhook_app.errors import ConfigError
 
 PERMISSIONS = ("pull", "triage", "push", "maintain", "admin")
 """GitHub's repository permissions, weakest first (the keys of a repository's

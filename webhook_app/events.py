@@ -31,13 +31,9 @@ from typing import Any, TypeVar
 from githubkit.webhooks import verify
 
 from sync_jobs import payloads
-from sync_jobs.errors import (
-    InvalidPayloadError,
-    MalformedPayloadError,
-    MissingHeaderError,
-    SignatureError,
-)
+from sync_jobs.errors import InvalidPayloadError
 from sync_jobs.keys import JOB_ID_SAFE
+from webhook_app.errors import MalformedPayloadError, MissingHeaderError, SignatureError
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 """HMAC-SHA256 of the raw body; the only signature accepted."""

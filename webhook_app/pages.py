@@ -40,7 +40,6 @@ from werkzeug.exceptions import HTTPException
 from models import MemoryEntry, Project, ProjectSync, db
 from models.queries import memory_entries
 from sync_jobs import changes
-from sync_jobs.errors import ApiRequestError, CsrfTokenError, InvalidParameterError
 from sync_jobs.progress import ProgressEvent, last_event
 from sync_jobs.redis_client import redis_connection
 from webhook_app import api_actions, api_queries, humanize
@@ -52,6 +51,7 @@ from webhook_app.api_queries import (
     visible_projects,
 )
 from webhook_app.auth import check_csrf, local_path
+from webhook_app.errors import ApiRequestError, CsrfTokenError, InvalidParameterError
 from webhook_app.sse import page_stream_response
 
 bp = Blueprint("pages", __name__)

@@ -54,16 +54,12 @@ from githubkit.exception import GitHubException
 from redis.exceptions import RedisError
 
 from sync_jobs import defaults, keys
-from sync_jobs.errors import (
-    AppAlreadyConfiguredError,
-    AppNotConfiguredError,
-    ManifestConversionError,
-    OAuthStateError,
-)
+from sync_jobs.errors import AppNotConfiguredError
 from sync_jobs.github_auth import app_client
 from sync_jobs.redis_client import redis_connection
 from webhook_app import DOTENV_NAME
 from webhook_app.auth import base_url, check_csrf, new_state, take_state
+from webhook_app.errors import AppAlreadyConfiguredError, ManifestConversionError, OAuthStateError
 from webhook_app.github_person import convert_manifest
 from webhook_app.manifest import build_manifest, installation_url, registration_url
 

@@ -32,11 +32,11 @@ from redis.exceptions import RedisError
 from models import Project, ProjectSync, SyncStatus, db
 from sync_jobs import defaults
 from sync_jobs.changes import read_changes
-from sync_jobs.errors import ApiRequestError, InvalidParameterError
 from sync_jobs.progress import Phase, ProgressEvent, read_events
 from sync_jobs.redis_client import stream_connection
 from webhook_app.access import Access, current_access
 from webhook_app.api_queries import visible_sync
+from webhook_app.errors import ApiRequestError, InvalidParameterError
 
 bp = Blueprint("sse", __name__, url_prefix="/api/v1/events")
 # Who may open a stream is access.py's rule (READ): the sync's repository must be

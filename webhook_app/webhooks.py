@@ -38,11 +38,11 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from models import DeliveryStatus
 from models.base import utcnow
 from sync_jobs import defaults, metrics, routing
-from sync_jobs.errors import PayloadTooLargeError, WebhookRejectedError
 from sync_jobs.logs import log_context
 from sync_jobs.metrics import DeliveryOutcome
 from webhook_app import delivery_store, events
 from webhook_app.delivery_store import Stored
+from webhook_app.errors import PayloadTooLargeError, WebhookRejectedError
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)

@@ -118,7 +118,7 @@ def stack(
     )
     assert release.returncode == 0, release.stderr
     running.start("web", "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app")
-    running.start("worker", "-m", "sync_jobs.worker")
+    running.start("worker", "-m", "worker")
 
     def ready() -> bool:
         try:

@@ -69,7 +69,7 @@ def signed_stack(
     assert release.returncode == 0, release.stderr
     (tmp_path / "release.log").write_text(release.stdout + release.stderr)
     running.start("web", "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app")
-    running.start("worker", "-m", "sync_jobs.worker")
+    running.start("worker", "-m", "worker")
     running.start("maintenance", "-m", "flask", "--app", "wsgi:app", "maintenance", "run")
 
     def ready() -> bool:

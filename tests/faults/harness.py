@@ -1,7 +1,7 @@
 """The fault harness: the app as deployed, with every service it needs under our control.
 
 :class:`FaultStack` runs what the Procfile runs, as separate processes: the release
-command (``flask db upgrade``), gunicorn, K RQ workers (``python -m sync_jobs.worker``)
+command (``flask db upgrade``), gunicorn, K RQ workers (``python -m worker``)
 and the maintenance process (``flask maintenance run``), against a private
 redis-server (so it can be killed and restarted empty), a PostgreSQL database (a
 fresh one on the shared server, or on a private server that a test may stop) and the
@@ -664,7 +664,7 @@ class FaultStack:
     def start_worker(self) -> Service:
         self._worker_names += 1
         name = f"fault-worker-{self._worker_names}"
-        worker = self.service(name, "-m", "sync_jobs.worker", "--name", name)
+        worker = self.service(name, "-m", "worker", "--name", name)
         worker.start()
         self.workers.append(worker)
         return worker

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
 from models import SyncStatus, db
-from sync_jobs.errors import ConfigError
 from tests.api.conftest import add_sync, make_project
 from webhook_app import create_app
 from webhook_app.config import listen_host, settings_from_environment
+from webhook_app.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

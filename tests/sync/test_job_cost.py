@@ -1,5 +1,5 @@
-"""The worker warms what a sync needs before it forks: a real ``python -m
-sync_jobs.worker`` runs probe jobs (``bench.job_cost.probe``) and a no-op sync in its
+"""The worker warms what a sync needs before it forks: a real ``python -m worker``
+runs probe jobs (``bench.job_cost.probe``) and a no-op sync in its
 horses, against the test's database, Redis and the emulator."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_a_horse_starts_with_githubkit_and_the_job_modules_loaded(
     noop = request_sync(tracked.project_id, trigger=SyncTrigger.PUSH)
     out = tmp_path / "probes.jsonl"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "sync_jobs.worker", "--burst"],
+        [sys.executable, "-m", "worker", "--burst"],
         cwd=tmp_path,
         env=worker_environment(app_context, out),
         stdout=subprocess.PIPE,

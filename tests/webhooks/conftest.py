@@ -106,7 +106,7 @@ def run_delivery_jobs(app: Flask) -> int:
 
 
 def run_delivery_batches(app: Flask) -> int:
-    """Run every queued delivery job as ``python -m sync_jobs.worker`` does: in batches,
+    """Run every queued delivery job as ``python -m worker`` does: in batches,
     in this process (burst mode); return how many jobs there were."""
     from sync_jobs.worker import SyncWorker
 
@@ -114,7 +114,7 @@ def run_delivery_batches(app: Flask) -> int:
         connection = redis_connection()
         queue = Queue(DELIVERIES_QUEUE, connection=connection)
         count = queue.count
-        SyncWorker([queue], connection=connection).work(burst=True)
+        SyncWorker([queue], connection=connection, app=app).work(burst=True)
         assert queue.count == 0
         return count
 

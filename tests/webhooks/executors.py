@@ -35,7 +35,4 @@ def record_run(sync_id: int) -> None:
 def pooled_connections_at_start() -> int:
     """How many database connections the job's pool already holds when it starts (a
     horse must hold none of its parent's)."""
-    from sync_jobs.app_context import job_context
-
-    with job_context():
-        return int(db.engine.pool.checkedin())  # type: ignore[attr-defined]
+    return int(db.engine.pool.checkedin())  # type: ignore[attr-defined]

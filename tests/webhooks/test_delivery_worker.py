@@ -2,7 +2,7 @@
 sweeper's contract kept, and syncs still isolated in their own work horse.
 
 The worker runs in this process in burst mode (``SyncWorker.work(burst=True)``), as
-``python -m sync_jobs.worker`` would, against the test's Redis and database.
+``python -m worker`` would, against the test's Redis and database.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_a_batch_that_runs_out_of_time_queues_the_rest_again_in_order(app: Flask
     with app.app_context():
         redis = redis_connection()
         queue = Queue(DELIVERIES_QUEUE, connection=redis)
-        worker = SyncWorker([queue], connection=redis)
+        worker = SyncWorker([queue], connection=redis, app=app)
         worker.delivery_batch_seconds = 0  # every delivery after the first is over time
         job, _ = Queue.dequeue_any([queue], None, connection=redis)  # type: ignore[misc]
         worker.run_delivery_batch(job, queue)
@@ -106,7 +106,9 @@ def test_jobs_of_a_batch_look_started_and_a_dead_workers_batch_is_swept(app: Fla
     with app.app_context():
         redis = redis_connection()
         queue = Queue(DELIVERIES_QUEUE, connection=redis)
-        worker = SyncWorker([queue, Queue(SYNCS_QUEUE, connection=redis)], connection=redis)
+        worker = SyncWorker(
+            [queue, Queue(SYNCS_QUEUE, connection=redis)], connection=redis, app=app
+        )
         first, _ = Queue.dequeue_any([queue], None, connection=redis)  # type: ignore[misc]
         jobs = [first, *worker._claim_deliveries(queue)]
         worker._mark_started(jobs, queue)  # ... and the worker dies here
@@ -141,7 +143,7 @@ def test_a_sync_horse_does_not_inherit_the_workers_database_connections(app: Fla
         redis = redis_connection()
         syncs = Queue(SYNCS_QUEUE, connection=redis)
         probe = syncs.enqueue("tests.webhooks.executors.pooled_connections_at_start")
-        worker = SyncWorker([deliveries_queue(redis), syncs], connection=redis)
+        worker = SyncWorker([deliveries_queue(redis), syncs], connection=redis, app=app)
         worker.work(burst=True)
         assert db.engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
         assert Job.fetch(probe.id, connection=redis).return_value() == 0

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from githubkit.webhooks import parse, sign
 
-from sync_jobs.errors import MalformedPayloadError, MissingHeaderError, SignatureError
 from tests.webhooks.conftest import PAYLOADS, encode, payload, signed_headers
 from webhook_app import events
+from webhook_app.errors import MalformedPayloadError, MissingHeaderError, SignatureError
 
 SECRET = "s3cret"
 

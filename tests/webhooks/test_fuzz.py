@@ -29,10 +29,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from models import WebhookDelivery, db
-from sync_jobs import installations
+from sync_jobs import installations, routing
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.webhooks.conftest import PAYLOADS, deliver, payload, run_delivery_batches
-from webhook_app import routing
 
 FUZZ = settings(
     max_examples=100,

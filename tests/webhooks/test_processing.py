@@ -26,10 +26,9 @@ from models import (
     WebhookDelivery,
     db,
 )
-from sync_jobs import installations
+from sync_jobs import installations, routing
 from sync_jobs.deliveries import process_delivery
 from tests.webhooks.conftest import deliver, payload, run_delivery_jobs
-from webhook_app import routing
 
 pytestmark = pytest.mark.usefixtures("default_branches")
 

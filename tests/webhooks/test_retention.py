@@ -15,12 +15,12 @@ from sqlalchemy import select
 
 from models import DeliveryStatus, MaintenanceCheckpoint, WebhookDelivery, db
 from sync_jobs import defaults, retention
-from sync_jobs.errors import ConfigError
 from sync_jobs.keys import SYNCS_QUEUE, sync_events_key
 from sync_jobs.maintenance import passes_for
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.retention import apply_retention
 from webhook_app.config import settings_from_environment
+from webhook_app.errors import ConfigError
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

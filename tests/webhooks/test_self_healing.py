@@ -96,7 +96,7 @@ def process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 def test_the_worker_outlives_a_redis_restart(
     own_app: Flask, own_redis: RedisServer, process: Any, tmp_path: Path
 ) -> None:
-    worker = process("worker", own_app, "-m", "sync_jobs.worker")
+    worker = process("worker", own_app, "-m", "worker")
     connection = redis_connection(own_app)
     wait_until(lambda: Worker.all(connection=connection), "the worker to register")
 
