@@ -14,10 +14,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 BENCHMARKS = [
     ("webhook receiver", ["bench.webhooks", "--json", str(RESULTS / "webhooks.json")]),
+    ("receiver vs probot", ["bench.receiver", "--json", str(RESULTS / "receiver.json")]),
     ("sync engine", ["bench.sync"]),
     ("transports", ["bench.transport"]),
     ("faults", ["bench.faults", "--json", str(RESULTS / "faults.json")]),
     ("job cost", ["bench.job_cost", "--json", str(RESULTS / "job_cost.json")]),
+    ("push to applied", ["bench.latency"]),
+    ("large changes and first sync", ["bench.large"]),
 ]
 
 
