@@ -4,6 +4,8 @@ They are ``str`` Enums so that they compare equal to the strings stored in the
 database and serialised in the JSON API.
 """
 
+from __future__ import annotations
+
 from enum import StrEnum
 
 
@@ -29,6 +31,43 @@ class SyncTrigger(StrEnum):
     INSTALL = "install"
     RECONCILE = "reconcile"
     RESTORE = "restore"
+
+
+class SyncMode(StrEnum):
+    """How a sync ran (``ProjectSync.mode``): what it compared, then how content came.
+
+    ``delta`` walked the trees from the last synced one, ``full`` listed the whole tree;
+    ``+git`` the content came in a git pack (``+git+blobs``: blob calls for what the
+    pack lacked), ``+tarball`` in one archive, ``+blobs`` one call per blob, nothing
+    added when no content was needed. ``noop`` found the head already synced;
+    ``restore`` wrote an earlier state back.
+    """
+
+    NOOP = "noop"
+    RESTORE = "restore"
+    DELTA = "delta"
+    DELTA_BLOBS = "delta+blobs"
+    DELTA_TARBALL = "delta+tarball"
+    DELTA_GIT = "delta+git"
+    DELTA_GIT_BLOBS = "delta+git+blobs"
+    FULL = "full"
+    FULL_BLOBS = "full+blobs"
+    FULL_TARBALL = "full+tarball"
+    FULL_GIT = "full+git"
+    FULL_GIT_BLOBS = "full+git+blobs"
+
+    @classmethod
+    def of(cls, *, full: bool, git: bool, tarball: bool, blobs: bool) -> SyncMode:
+        """The mode of a delta or full sync from where its content came (over git,
+        ``blobs`` means calls for what the pack lacked; otherwise any content at all)."""
+        source = "full" if full else "delta"
+        if git:
+            source += "+git+blobs" if blobs else "+git"
+        elif tarball:
+            source += "+tarball"
+        elif blobs:
+            source += "+blobs"
+        return cls(source)
 
 
 class DeliveryStatus(StrEnum):

@@ -146,16 +146,20 @@ class ProgressMeter:
     diff); a phase seen again (blob calls after a pack or a tarball) gets nothing more,
     and a phase that never comes (a no-op has no fetch) leaves its share to the final
     event. Retry events keep the bar where it is; the final event puts it at 100.
+
+    ``floor`` is where an earlier run of the same sync left the bar: a run that starts
+    again (after a retry, or a job the repair pass queued again) shares out what is left
+    above it, so a page's bar never goes back.
     """
 
-    def __init__(self, weights: dict[Phase, float] | None = None) -> None:
+    def __init__(self, weights: dict[Phase, float] | None = None, *, floor: float = 0.0) -> None:
         self._weights = weights or PHASE_WEIGHTS
         self._seen: set[Phase] = set()
         self._first: Phase | None = None
         self._phase: Phase | None = None
         self._base = 0.0
         self._span = 0.0
-        self.percent = 0.0
+        self.percent = min(max(floor, 0.0), 100.0)
 
     def update(self, event: ProgressEvent) -> float:
         if event.final:
@@ -212,12 +216,44 @@ def describe_fetch(*, files: int, total: int, size: int, source: str) -> str:
     return f"{source}: {counted}, {human_bytes(size)}"
 
 
+PACK_RECEIVING_HALFWAY_BYTES = 4 * 1024 * 1024
+"""A git pack is streamed without a length, so how much of it has arrived is not known
+until it ends: while it arrives, its receiving half of the bar reaches half way at this
+many bytes and keeps approaching its end (like :data:`UNKNOWN_TOTAL_HALFWAY`)."""
+
+
+def pack_progress(*, objects: int, received: int, unpacked: int | None = None) -> tuple[int, int]:
+    """``(done, total)`` of a git pack's fetch, so the bar moves while it is received and
+    while it is unpacked: ``total`` is twice the pack's ``objects`` (its header names
+    them), receiving fills the first half (by bytes, see
+    :data:`PACK_RECEIVING_HALFWAY_BYTES`), each unpacked object one step of the second.
+    ``(0, 0)`` until the header has arrived."""
+    if objects <= 0:
+        return 0, 0
+    if unpacked is not None:
+        return objects + min(unpacked, objects), 2 * objects
+    arrived = objects * received / (received + PACK_RECEIVING_HALFWAY_BYTES)
+    return min(int(arrived), objects), 2 * objects
+
+
+def describe_receiving(size: int) -> str:
+    """A git pack arriving, in words: ``receiving 1.2 MiB of objects``."""
+    return f"receiving {human_bytes(size)} of objects"
+
+
+def describe_unpacking(done: int, total: int) -> str:
+    """A git pack being read, in words: ``unpacking 300 of 1,200 objects``."""
+    return f"unpacking {done:,} of {total:,} objects"
+
+
 class ProgressPublisher:
     """Appends events to a sync's stream, at most every few hundred ms within a phase.
 
     With ``project_id`` every published event also goes to the change streams pages
     follow (:mod:`sync_jobs.changes`), with the bar's percentage from a
-    :class:`ProgressMeter` that sees every event, published or not.
+    :class:`ProgressMeter` that sees every event, published or not. The meter starts
+    where the sync's stream left off (a run of a sync tried before goes on from the
+    last percentage published, not from 0).
     """
 
     def __init__(self, redis: Redis, *, sync_id: int, project_id: int | None = None) -> None:
@@ -225,7 +261,7 @@ class ProgressPublisher:
         self._key = sync_events_key(sync_id)
         self._sync_id = sync_id
         self._project_id = project_id
-        self._meter = ProgressMeter()
+        self._meter = ProgressMeter(floor=_last_percent(redis, sync_id=sync_id))
         self._last_phase: Phase | None = None
         self._last_time = 0.0
         self.published = 0
@@ -270,6 +306,14 @@ class ProgressPublisher:
         self._unreachable = False
         self.published += 1
         return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+
+
+def _last_percent(redis: Redis, *, sync_id: int) -> float:
+    """Where the sync's bar stands in its stream (0 for a new one, or after a final)."""
+    last = last_event(redis, sync_id=sync_id)
+    if last is None or last.final or last.percent is None:
+        return 0.0
+    return last.percent
 
 
 def last_event(redis: Redis, *, sync_id: int) -> ProgressEvent | None:

@@ -19,6 +19,10 @@ running locks (which jobs are alive) and closes the gap:
 - A tracked project that never had any sync (its first sync was never requested: the
   request failed after the rows were committed) gets one.
 
+Every sync the pass ends or queues again publishes what a sync ending or waiting in a
+job publishes (:mod:`sync_jobs.changes`): ``final`` (with the final event on the sync's
+own stream) or ``sync``, so an open page shows it without a reload.
+
 It runs in the maintenance process (:mod:`sync_jobs.maintenance`) every
 ``REPAIR_INTERVAL_SECONDS``. Judging from the database first means a flushed Redis
 loses nothing: every unfinished row is found again.
@@ -37,7 +41,9 @@ from sqlalchemy import exists, select
 
 from models import Installation, Project, ProjectSync, Repository, SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
+from sync_jobs.changes import sync_queued
 from sync_jobs.keys import sync_job_id, sync_pending_key
+from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher
 from sync_jobs.scheduling import enqueue_run, request_sync, run_is_alive, syncs_queue
 
 log = logging.getLogger(__name__)
@@ -118,14 +124,18 @@ def _repair_dead(redis: Redis, dead: list[ProjectSync], report: RepairReport) ->
             )
         )
         keep = None if live_later is not None else newest
+        closed = []
         for sync in to_head:
             if sync is keep:
                 _run_again(redis, sync, report, claim_marker=True)
             else:
                 replacement = live_later if live_later is not None else newest.id
                 _close(sync, f"its job was lost; sync {replacement} brings the branch to its head")
+                closed.append(sync)
                 report.superseded += 1
         db.session.commit()
+        for sync in closed:
+            publish_ended(redis, sync, sync.error or "superseded")
 
 
 def _run_again(
@@ -140,6 +150,7 @@ def _run_again(
         )
         sync.waiting_reason = None
         db.session.commit()
+        publish_ended(redis, sync, sync.error)
         report.failed += 1
         return
     was_running = sync.status is SyncStatus.RUNNING
@@ -162,8 +173,17 @@ def _run_again(
             nx=True,
             ex=defaults.SYNC_PENDING_TTL_SECONDS,
         )
+    sync_queued(redis, sync)
     log.warning("sync %s of project %s: %s", sync.id, sync.project_id, sync.waiting_reason)
     report.requeued += 1
+
+
+def publish_ended(redis: Redis, sync: ProjectSync, message: str) -> None:
+    """The final event a sync ended by its own job publishes: on its stream (a page
+    watching it stops there) and as a ``final`` change of its project (never raises)."""
+    final = ProgressEvent(Phase.DONE, 1, 1, message, outcome=sync.status)
+    publisher = ProgressPublisher(redis, sync_id=sync.id, project_id=sync.project_id)
+    publisher.publish(final, force=True)
 
 
 def _remaining_wait(sync: ProjectSync) -> float:
