@@ -97,7 +97,7 @@ def test_a_sync_run_again_carries_its_bar_on(
 
     assert reload(sync_id).status is SyncStatus.SUCCEEDED
     again = sync_events(sync_id)[len(first) :]
-    percents = [event.percent for event in again]
+    percents = [event.percent if event.percent is not None else -1.0 for event in again]
     assert again[0].phase is Phase.RESOLVE and percents[0] == reached, again[0]
     assert percents == sorted(percents) and percents[-1] == 100.0, percents
     pages = [
