@@ -28,7 +28,6 @@ import logging
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.base import discard_session
@@ -45,7 +44,6 @@ from sync_jobs import defaults, metrics
 from sync_jobs.keys import maintenance_lock_key
 from sync_jobs.redis_client import redis_connection
 from sync_jobs.retention import run_retention_pass
-from sync_jobs.scheduling import delete_if_equal
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +108,18 @@ def run_pass(redis: Redis, maintenance_pass: MaintenancePass) -> int | None:
 
     Raises what the pass raised; the session is discarded either way.
     """
-    token = uuid.uuid4().hex
-    key = maintenance_lock_key(maintenance_pass.name)
     ttl = max(int(maintenance_pass.interval * 2), 60)
-    if not redis.set(key, token, nx=True, ex=ttl):
+    lock = redis.lock(maintenance_lock_key(maintenance_pass.name), timeout=ttl, blocking=False)
+    if not lock.acquire():
         return None
     try:
         return maintenance_pass.run(redis)
     finally:
         discard_session()
-        with suppress(RedisError):  # unreachable: the lock expires by itself
-            delete_if_equal(redis, key, token)
+        # Expired and taken by another process: not ours to delete. Unreachable: the
+        # lock expires by itself.
+        with suppress(LockError, RedisError):
+            lock.release()
 
 
 def _run_due(app: Flask, redis: Redis, maintenance_pass: MaintenancePass) -> bool:

@@ -67,7 +67,20 @@ return 0
 
 
 def delete_if_equal(redis: Redis, key: str, value: str) -> bool:
-    """Delete ``key`` only if it still holds ``value`` (never someone else's newer value)."""
+    """Delete ``key`` only if it still holds ``value`` (never someone else's newer value).
+
+    For the pending marker, which is not a lock, so redis-py's ``Lock`` cannot do this
+    (the maintenance and sweep locks are ``Lock`` objects). The marker holds a
+    reservation token and then the queued sync's id, written in the MULTI/EXEC that
+    enqueues its job (:func:`_create`), read and trusted by other requests, and
+    cleared by whoever finds it done or stale: the sync's job in its horse, a request
+    that found its sync dead, the web app when it cancels a queued sync. None of them
+    holds the ``Lock`` object that would have set it, and ``Lock.release`` compares
+    only the token its own object acquired; a ``Lock`` built around a value read back
+    would be a lock in name only. Redis has a compare-and-delete command (``DELEX ...
+    IFEQ``) only from 8.4 and redis-py no helper for it, so it is this script, which
+    runs atomically on any Redis.
+    """
     return bool(redis.eval(_DELETE_IF_EQUAL, 1, key, value))
 
 

@@ -15,14 +15,14 @@ maintenance processes may run; a Redis lock lets one sweep at a time.
 from __future__ import annotations
 
 import logging
-import time
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,7 +32,7 @@ from sync_jobs import defaults
 from sync_jobs.deliveries import deliveries_queue, enqueue_delivery
 from sync_jobs.keys import delivery_job_id, sweeper_lock_key
 from sync_jobs.redis_client import redis_connection
-from sync_jobs.scheduling import delete_if_equal, job_is_live
+from sync_jobs.scheduling import job_is_live
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ def sweep_deliveries(
     ``RedisError`` or ``SQLAlchemyError`` if a service is still down; the next sweep
     tries again.
     """
-    token = f"{time.time()}"
-    if not redis.set(sweeper_lock_key(), token, nx=True, ex=defaults.SWEEP_INTERVAL_SECONDS * 4):
+    lock = redis.lock(
+        sweeper_lock_key(), timeout=defaults.SWEEP_INTERVAL_SECONDS * 4, blocking=False
+    )
+    if not lock.acquire():
         return 0
     try:
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
@@ -78,7 +80,8 @@ def sweep_deliveries(
             db.session.commit()
         return enqueued
     finally:
-        delete_if_equal(redis, sweeper_lock_key(), token)
+        with suppress(LockError):  # expired and taken by another sweep: not ours to delete
+            lock.release()
 
 
 def _waiting_page(cutoff: datetime, after: tuple[datetime, int] | None) -> list[WebhookDelivery]:
