@@ -220,6 +220,20 @@ def _track(repository: Repository) -> Project | None:
     return None
 
 
+def branch_deleted_reason(branch: str) -> str:
+    """The stop reason of a project whose branch was deleted on GitHub.
+
+    The one stop a push can undo (the branch created again), and the project records
+    only the reason's text, not its kind: so this is the one place that writes it and
+    :func:`_stopped_by_branch_deletion` the one that recognises it, by equality with
+    what is written here, never by reading the words."""
+    return f"the branch {branch} was deleted on GitHub"
+
+
+def _stopped_by_branch_deletion(project: Project) -> bool:
+    return project.stopped_reason == branch_deleted_reason(project.branch)
+
+
 def _stop(projects: Iterable[Project], reason: str) -> int:
     count = 0
     for project in projects:
@@ -443,7 +457,7 @@ def _branch_deleted(repository: Repository, branch: str) -> Outcome:
     )
     if project is None:
         return ignored(f"branch {branch} is not tracked")
-    _stop([project], f"the branch {branch} was deleted on GitHub")
+    _stop([project], branch_deleted_reason(branch))
     db.session.commit()
     return processed(f"project {project.id} stopped: branch {branch} deleted")
 
@@ -483,7 +497,7 @@ def push(payload: Payload, *, delivery_id: str) -> Outcome:
     if project is None or not project.tracked:
         return ignored(f"branch {branch} is not tracked")
     if project.stopped_reason is not None:
-        if payload.get("created") and project.stopped_reason.startswith("the branch"):
+        if payload.get("created") and _stopped_by_branch_deletion(project):
             project.stopped_reason = None  # the branch was recreated: track it again
         else:
             return ignored(f"project {project.id} is stopped: {project.stopped_reason}")
