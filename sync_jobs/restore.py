@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from models import Project, ProjectSync, db
-from models.enums import SyncStatus, SyncTrigger
+from models.enums import SyncMode, SyncStatus, SyncTrigger
 from models.queries import file_rows_at, memory_rows_at
 from sync_jobs import defaults
 from sync_jobs.apply import ApplyPlan, apply_sync, current_files
@@ -92,7 +92,7 @@ def run_restore(sync: ProjectSync) -> Generator[ProgressEvent, None, SyncStatus]
             head_tree_sha=source.head_tree_sha,
             base_commit_sha=current.head_commit_sha if current else None,
             total_files=len(target),
-            mode="restore",
+            mode=SyncMode.RESTORE,
             restored_from_sync_id=source.id,
             restored_entries=entries,
         )
