@@ -11,10 +11,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import GitSha, Model, utcnow
+
+UTF8 = "utf-8"
 
 
 class Blob(Model):
@@ -23,6 +34,14 @@ class Blob(Model):
     A blob already stored is never fetched again, so reverts, renames, copies and
     other branches of the same repository cost no API call. Binary and oversized blobs
     keep their SHA and size only (``content`` is None).
+
+    Text (git's rule: no NUL in the first 8,000 bytes) is stored so that the bytes come
+    back exactly. ``content`` holds its characters; when those are not simply the
+    blob's UTF-8 encoding, ``content_bytes`` holds the blob itself and ``encoding``
+    the codec that decoded it. That is text in another encoding (Latin-1, EUC-JP,
+    Shift-JIS...), and text with a NUL after the first 8,000 bytes: PostgreSQL's
+    ``text`` cannot hold a NUL, so ``content`` shows each one as U+FFFD. UTF-8 text,
+    nearly every blob, has neither, so it costs no more than before.
     """
 
     __tablename__ = "blob"
@@ -34,7 +53,31 @@ class Blob(Model):
     size: Mapped[int]
     is_binary: Mapped[bool] = mapped_column(default=False)
     content: Mapped[str | None] = mapped_column(Text)
+    # BYTEA on PostgreSQL, BLOB on SQLite; NULL when ``content`` in UTF-8 is the blob.
+    content_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A Python codec name (``latin_1``, ``euc_jp``...); NULL for UTF-8.
+    encoding: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def codec(self) -> str:
+        """The codec of the text: ``encoding``, or UTF-8 when none is recorded."""
+        return self.encoding or UTF8
+
+    @property
+    def data(self) -> bytes | None:
+        """The blob's bytes, exactly as git has them; None for binary and oversized."""
+        if self.content_bytes is not None:
+            return self.content_bytes
+        return None if self.content is None else self.content.encode(UTF8)
+
+    @property
+    def text(self) -> str | None:
+        """The blob's characters exactly, NULs included (``content`` shows them as
+        U+FFFD); None for binary and oversized."""
+        if self.content_bytes is not None:
+            return self.content_bytes.decode(self.codec)
+        return self.content
 
 
 class GitTree(Model):

@@ -10,7 +10,8 @@ In that transaction, in this order:
 2. the sync joins the lineage (``previous_sync_id`` = the expected sync, which is
    unique, and ``sequence`` = its sequence + 1), status succeeded;
 3. old RepositoryFile versions of changed paths are closed and new ones opened;
-4. memory entries of changed text files are superseded and new ones created.
+4. memory entries of changed text files are superseded and new ones created (in a
+   full sync, also for every text file of the head that has none).
 
 A worker killed before the commit leaves none of it; the retried sync starts again
 from the same current state. Content-addressed rows (Blob, GitTree) are not part of
@@ -19,7 +20,7 @@ it: they are written as fetched (see :mod:`sync_jobs.fetch`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,6 +208,9 @@ class ApplyPlan:
     restored_from_sync_id: int | None = None
     # For a restore: the memory entry (by path) active at the restored sync.
     restored_entries: Mapping[str, int] | None = None
+    # For a full sync: the head's whole tree, so every text file gets memory (not
+    # only the changed ones; see _memory_candidates).
+    head_files: FlatTree | None = None
 
 
 def apply_sync(plan: ApplyPlan) -> None:
@@ -313,39 +317,63 @@ def _text_blob_ids(repository_id: int, shas: Iterable[str]) -> dict[str, int]:
     return found
 
 
+def _active_entries(project_id: int, paths: Collection[str] | None) -> dict[str, tuple[int, int]]:
+    """Active memory entries (path -> entry id, blob id) of ``paths``, or all of them."""
+    active: dict[str, tuple[int, int]] = {}
+    query = select(MemoryEntry.id, MemoryEntry.path, MemoryEntry.blob_id).where(
+        MemoryEntry.project_id == project_id,
+        MemoryEntry.superseded_in_sync_id.is_(None),
+    )
+    if paths is None or len(paths) > defaults.LOOKUP_ALL_ABOVE:
+        for entry_id, path, blob_id in db.session.execute(query):
+            if paths is None or path in paths:
+                active[path] = (entry_id, blob_id)
+        return active
+    for batch in _chunks(sorted(paths)):
+        for entry_id, path, blob_id in db.session.execute(query.where(MemoryEntry.path.in_(batch))):
+            active[path] = (entry_id, blob_id)
+    return active
+
+
+def _memory_candidates(
+    plan: ApplyPlan,
+) -> tuple[dict[str, FileEntry | None], dict[str, tuple[int, int]]]:
+    """The paths whose memory may change (each with its new regular file, or None) and
+    their active entries.
+
+    A delta touches changed paths only. A full sync also looks at every file of the
+    head without an entry: a text blob stored since the last sync (one stored before
+    it counted as text, fetched again) gets its entry although its path is unchanged.
+    """
+    candidates = {
+        c.path: c.new if c.new is not None and c.new.kind is EntryKind.FILE else None
+        for c in plan.delta.changes
+    }
+    if plan.head_files is None:
+        return candidates, _active_entries(plan.project_id, set(candidates))
+    active = _active_entries(plan.project_id, None)
+    for path, entry in plan.head_files.items():
+        if path not in active and path not in candidates and entry.kind is EntryKind.FILE:
+            candidates[path] = entry
+    return candidates, active
+
+
 def _write_memory(plan: ApplyPlan) -> None:
     """Memory mirrors the text regular files: an entry changes when the content does.
 
     A pure mode change keeps its entry (same content); a file that becomes a symlink,
     a submodule, binary or oversized loses it.
     """
-    changes = plan.delta.changes
-    if not changes:
+    candidates, active = _memory_candidates(plan)
+    if not candidates:
         return
-    paths = [c.path for c in changes]
-    active: dict[str, tuple[int, int]] = {}
-    query = select(MemoryEntry.id, MemoryEntry.path, MemoryEntry.blob_id).where(
-        MemoryEntry.project_id == plan.project_id,
-        MemoryEntry.superseded_in_sync_id.is_(None),
+    text_ids = _text_blob_ids(
+        plan.repository_id, {e.sha for e in candidates.values() if e is not None}
     )
-    if len(paths) > defaults.LOOKUP_ALL_ABOVE:
-        changed = set(paths)
-        for entry_id, path, blob_id in db.session.execute(query):
-            if path in changed:
-                active[path] = (entry_id, blob_id)
-    else:
-        for batch in _chunks(paths):
-            for entry_id, path, blob_id in db.session.execute(
-                query.where(MemoryEntry.path.in_(batch))
-            ):
-                active[path] = (entry_id, blob_id)
-    files = {c.path: c.new for c in changes if c.new is not None and c.new.kind is EntryKind.FILE}
-    text_ids = _text_blob_ids(plan.repository_id, {e.sha for e in files.values()})
     supersede: list[tuple[str, int]] = []
     create: list[dict[str, Any]] = []
     restored = plan.restored_entries or {}
-    for path in paths:
-        entry = files.get(path)
+    for path, entry in candidates.items():
         blob_id = text_ids.get(entry.sha) if entry is not None else None
         old = active.get(path)
         if old is not None and blob_id is not None and old[1] == blob_id:
@@ -362,6 +390,13 @@ def _write_memory(plan: ApplyPlan) -> None:
                     "restored_from_entry_id": restored.get(path),
                 }
             )
+    _supersede_and_create(plan, supersede, create)
+
+
+def _supersede_and_create(
+    plan: ApplyPlan, supersede: list[tuple[str, int]], create: list[dict[str, Any]]
+) -> None:
+    """Close the superseded entries, insert the new ones and link each old to its new."""
     for batch in _chunks([entry_id for _path, entry_id in supersede]):
         db.session.execute(
             update(MemoryEntry)

@@ -27,7 +27,14 @@ from models.base import utcnow
 from sync_jobs import defaults
 from sync_jobs.apply import copy_ignoring_conflicts, table_of
 from sync_jobs.connector import GitHubConnector
-from sync_jobs.core.plan import ContentKind, classify_content, tar_member_mode, tar_member_path
+from sync_jobs.core.content import stored_text
+from sync_jobs.core.plan import (
+    BlobContent,
+    ContentKind,
+    read_content,
+    tar_member_mode,
+    tar_member_path,
+)
 from sync_jobs.core.tarstream import gunzip, read_entries
 from sync_jobs.core.tree import FileEntry, FlatTree, blob_sha
 from sync_jobs.errors import SyncDataError
@@ -90,16 +97,23 @@ def has_any_blob(repository_id: int) -> bool:
 def blob_row(
     repository_id: int, sha: str, data: bytes | None, size: int, *, max_bytes: int
 ) -> dict[str, Any]:
+    """A Blob row: binary and oversized blobs keep SHA and size, text its exact bytes
+    (:func:`sync_jobs.core.content.stored_text`)."""
+    text = None
     if data is None:
-        kind, text = ContentKind.OVERSIZED, None
+        content = BlobContent(ContentKind.OVERSIZED)
     else:
-        kind, text = classify_content(data, max_bytes=max_bytes)
+        content = read_content(data, max_bytes=max_bytes)
+        if content.decoded is not None:
+            text = stored_text(data, content.decoded)
     return {
         "repository_id": repository_id,
         "sha": sha,
         "size": size,
-        "is_binary": kind is ContentKind.BINARY,
-        "content": text,
+        "is_binary": content.kind is ContentKind.BINARY,
+        "content": text.content if text else None,
+        "content_bytes": text.content_bytes if text else None,
+        "encoding": text.encoding if text else None,
         "created_at": utcnow(),
     }
 

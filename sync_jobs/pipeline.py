@@ -256,12 +256,16 @@ def _attempt(
             source.drive(walk)
             new_files = walk.new_files()
             plan.delta = diff_flat(current_files(project.id), new_files)
+            plan.head_files = new_files
             plan.total_files = len(new_files)
         store_trees(repository.id, source.to_store(walk.new_tree_shas))
         yield ProgressEvent(Phase.DIFF, 1, 1, _describe(plan.delta))
 
         timer.enter("fetch")
-        needed = {entry.sha: entry.size for _path, entry in plan.delta.opened if entry.has_blob}
+        # A full sync wants every blob of the head that is not stored, changed or not
+        # (a blob stored without content by older rules was deleted to be fetched again).
+        wanted_files = plan.delta.opened if plan.head_files is None else plan.head_files.items()
+        needed = {entry.sha: entry.size for _path, entry in wanted_files if entry.has_blob}
         stored = stored_blob_shas(repository.id, needed)
         missing = {sha: size for sha, size in needed.items() if sha not in stored}
         strategy = choose_fetch(len(missing), plan.total_files, FETCH_COSTS)

@@ -28,6 +28,7 @@ from webhook_app.api_queries import (
     all_attempts,
     github_branch_list,
     latest_unfinished,
+    memory_content,
     memory_lag,
     paginate,
     positive_int,
@@ -301,7 +302,7 @@ def memory(project_id: int) -> ResponseReturnValue:
     with_content = request.args.get("content", "0") in ("1", "true", "yes")
     loader = selectinload(MemoryEntry.blob)
     query = memory_entries(project.id, sync=sync).options(
-        loader if with_content else loader.options(defer(Blob.content))
+        loader if with_content else loader.options(defer(Blob.content), defer(Blob.content_bytes))
     )
     prefix = _path_prefix()
     if prefix is not None:
@@ -319,7 +320,7 @@ def memory(project_id: int) -> ResponseReturnValue:
             "restored_from_entry_id": entry.restored_from_entry_id,
         }
         if with_content:
-            item["content"] = entry.blob.content
+            item.update(memory_content(entry.blob))
         items.append(item)
     return _paged(items, page, "api.memory", project_id=project.id)
 

@@ -23,7 +23,16 @@ from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import selectinload
 
-from models import Installation, Project, ProjectSync, Repository, SyncStatus, SyncTrigger, db
+from models import (
+    Blob,
+    Installation,
+    Project,
+    ProjectSync,
+    Repository,
+    SyncStatus,
+    SyncTrigger,
+    db,
+)
 from sync_jobs import defaults
 from sync_jobs.connector import GitHubConnector
 from sync_jobs.errors import GitHubUnavailableError, PermanentSyncError, RateLimitedError
@@ -246,6 +255,13 @@ def sync_summary(sync: ProjectSync | None) -> dict[str, Any] | None:
         "retry_at": _time(sync.retry_at),
         "delivery_id": sync.delivery_id,
     }
+
+
+def memory_content(blob: Blob) -> dict[str, Any]:
+    """A memory entry's text as the API shows it: the file's characters exactly (NULs
+    included, which the ``content`` column holds as U+FFFD) and the codec that gives
+    back its bytes (``utf-8``, ``latin_1``, ``euc_jp``, ``shift_jis``...)."""
+    return {"content": blob.text, "encoding": blob.codec}
 
 
 def project_summary(project: Project) -> dict[str, Any]:

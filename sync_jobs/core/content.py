@@ -15,6 +15,11 @@ as ``# -*- coding: latin-1 -*-`` or ``<meta charset="euc-jp">``, before it measu
 A decoding is accepted only when encoding the text again gives back the very same
 bytes, so the text and the codec name together are the file exactly. Latin-1 maps
 every byte to one character, so it is the last resort and every blob decodes.
+
+What a Blob row keeps of a text blob (:func:`stored_text`): its characters, which a
+text column can hold once each NUL is shown as U+FFFD (PostgreSQL's ``text`` holds no
+NUL); and, only when those characters in UTF-8 are not the blob, the blob's own bytes
+and the codec name. UTF-8 text, nearly every blob, is stored as it always was.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ GIT_BINARY_PROBE_BYTES = 8000
 
 UTF8 = "utf-8"
 LAST_RESORT = "latin_1"
+
+NUL_STAND_IN = "\ufffd"
+"""What a text column shows for a NUL (U+FFFD REPLACEMENT CHARACTER)."""
 
 WESTERN = ("cp1252", "latin_1", "iso8859_15")
 """Preferred when charset-normalizer finds one of them about as clean as its best
@@ -99,3 +107,26 @@ def _round_trip(data: bytes, encoding: str) -> DecodedText | None:
     except (UnicodeError, LookupError):
         return None
     return DecodedText(text, encoding) if exact else None
+
+
+@dataclass(frozen=True)
+class StoredText:
+    """The columns of a text blob's row (``Blob.content``, ``content_bytes``, ``encoding``)."""
+
+    content: str
+    """The characters, each NUL shown as U+FFFD."""
+    content_bytes: bytes | None
+    """The blob itself when ``content`` in UTF-8 is not it; None otherwise."""
+    encoding: str | None
+    """The codec that decoded the blob; None for UTF-8."""
+
+
+def stored_text(data: bytes, decoded: DecodedText) -> StoredText:
+    """What to store of a text blob so that its bytes come back exactly."""
+    content = decoded.text.replace("\0", NUL_STAND_IN)
+    exact = decoded.is_utf8 and content == decoded.text
+    return StoredText(
+        content=content,
+        content_bytes=None if exact else data,
+        encoding=None if decoded.is_utf8 else decoded.encoding,
+    )

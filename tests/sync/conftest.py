@@ -164,9 +164,9 @@ def git_binary_paths(git_dir: Path, commit: str) -> set[str]:
 
 def assert_matches_git(tracked: Tracked, commit: str, sync: ProjectSync | None = None) -> None:
     """The oracle: files equal ``git ls-tree -r``; a blob is binary exactly when ``git
-    diff --numstat`` says so; every other stored text decodes the blob exactly (its
-    characters, encoded again in the detected encoding, are ``git cat-file -p``); the
-    active memory is exactly the text regular files."""
+    diff --numstat`` says so; every other blob's bytes read back from the database are
+    ``git cat-file -p`` (``content_bytes`` when set, else ``content`` in UTF-8), with
+    its characters and codec; the active memory is exactly the text regular files."""
     expected = git_tree(tracked.git_dir, commit)
     assert stored_state(tracked.project_id, sync) == expected
     binary = git_binary_paths(tracked.git_dir, commit)
@@ -186,14 +186,16 @@ def assert_matches_git(tracked: Tracked, commit: str, sync: ProjectSync | None =
             assert blob.content is None and blob.is_binary == (path in binary), path
             continue
         assert not blob.is_binary, path
+        # Every text blob comes back from the database byte for byte.
+        assert blob.data == content, path
         decoded = decode_text(content)
-        if "\0" in decoded.text:
-            # Text to git (its NUL comes after the first 8,000 bytes), but a text
-            # column cannot hold a NUL: no content until the blob has a bytes column.
-            assert blob.content is None, path
-            continue
-        assert blob.content is not None, path
-        assert blob.content.encode(decoded.encoding) == content, path
+        assert blob.text == decoded.text and blob.codec == decoded.encoding, path
+        # content_bytes exactly when content in UTF-8 is not the blob: another
+        # encoding, or a NUL after the first 8,000 bytes (shown as U+FFFD).
+        assert blob.content == decoded.text.replace("\0", "\ufffd"), path
+        plain = decoded.is_utf8 and "\0" not in decoded.text
+        assert blob.content_bytes == (None if plain else content), path
+        assert blob.encoding == (None if decoded.is_utf8 else decoded.encoding), path
         if mode in ("100644", "100755"):
             expected_memory[path] = sha
     memory = {
