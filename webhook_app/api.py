@@ -2,17 +2,21 @@
 
 Views are thin: they find the project through ``api_queries`` (which applies the
 person's visibility), call an action from ``api_actions`` or a read from
-``models.queries``, and shape JSON. Every error is ``{"error": "..."}`` with the status
-of the ``ApiRequestError`` raised; the OpenAPI document (``openapi.py``) describes every
-route here, and a test keeps the two in step.
+``models.queries``, and answer with a model of ``api_models``. Bodies and query strings
+are parsed through those models too (422 naming the field for a body, 400 for a query
+parameter). Every error is ``{"error": "..."}`` with the status of the
+``ApiRequestError`` raised; the OpenAPI document (``openapi.py``) is generated from the
+same models, and a test keeps its route table in step with the routes here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, TypeVar
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import defer, selectinload
 from werkzeug.exceptions import HTTPException
@@ -20,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from models import Blob, MemoryEntry, Project, ProjectSync, RepositoryFile, db
 from models.queries import files_at, lineage, memory_entries
 from webhook_app import api_actions
+from webhook_app import api_models as m
 from webhook_app.access import current_access
 from webhook_app.api_queries import (
     Page,
@@ -31,7 +36,6 @@ from webhook_app.api_queries import (
     memory_content,
     memory_lag,
     paginate,
-    positive_int,
     project_summary,
     restrict_to_visible,
     sync_of_project,
@@ -40,6 +44,9 @@ from webhook_app.api_queries import (
     visible_projects,
 )
 from webhook_app.errors import ApiRequestError, InvalidParameterError, UnsupportedMediaTypeError
+from webhook_app.openapi import document
+
+B = TypeVar("B", bound=BaseModel)
 
 API_PREFIX = "/api"
 """Every JSON endpoint lives below this path (the current version is v1)."""
@@ -76,25 +83,62 @@ def events_url(sync_id: int) -> str:
     return url_for("sse.project_sync_events", sync_id=sync_id, _external=True)
 
 
-def _json_body() -> dict[str, Any]:
-    """The POST body as an object; JSON only (see ``UnsupportedMediaTypeError``)."""
+def _answer(answer: m.Answer, status: int = 200, headers: Any = None) -> ResponseReturnValue:
+    return jsonify(m.dump(answer)), status, headers or {}
+
+
+def _body(model: type[B]) -> B:
+    """The body, a JSON object, as ``model``: 415 unless sent as JSON, 400 if it is no
+    JSON object, 422 naming every field that is unknown, missing or of another type (a
+    typo is never silently ignored). No body at all is an empty object."""
     if not request.is_json:
         raise UnsupportedMediaTypeError("Send Content-Type: application/json.")
-    body = request.get_json(silent=True)
-    if body is None and request.get_data():
-        raise InvalidParameterError("The body is not valid JSON.")
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise InvalidParameterError("The body must be a JSON object.")
-    return body
+    raw = request.get_data()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise InvalidParameterError("The body is not valid JSON; send a JSON object.") from None
+    if not isinstance(data, dict):
+        raise InvalidParameterError(
+            f"The body must be a JSON object {{...}}, got {_json_kind(data)}."
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UnprocessableRequestError(m.problems(exc, model)) from None
 
 
-def _paged(items: list[Any], page: Page, endpoint: str, **values: Any) -> Response:
+def _json_kind(data: object) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    return "null" if data is None else kinds.get(type(data), "a number")
+
+
+def _query(model: type[B]) -> B:
+    """The query string as ``model``; 400 naming each malformed parameter."""
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise InvalidParameterError(m.problems(exc, model)) from None
+
+
+def _page_args(query: m.PageQuery) -> dict[str, int]:
+    return {"page": query.page, "per_page": query.per_page}
+
+
+def _paged(
+    model: type[m.Paged], items: list[Any], page: Page, endpoint: str, **values: Any
+) -> Response:
     """A list answer with RFC 8288 ``Link`` headers and the total in ``X-Total-Count``."""
-    response = jsonify(
-        items=items, page=page.number, per_page=page.per_page, total=page.total, pages=page.last
+    answer = model.model_validate(
+        {
+            "items": items,
+            "page": page.number,
+            "per_page": page.per_page,
+            "total": page.total,
+            "pages": page.last,
+        }
     )
+    response = jsonify(m.dump(answer))
     args = {k: v for k, v in request.args.items() if k not in ("page", "per_page")}
 
     def link(number: int) -> str:
@@ -112,49 +156,23 @@ def _paged(items: list[Any], page: Page, endpoint: str, **values: Any) -> Respon
     return response
 
 
-def _fields(
-    body: dict[str, Any], expected: dict[str, type], *, required: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """The body's fields, each of its expected JSON type; 422 naming the first field that
-    is unknown, missing or of another type (a typo is never silently ignored)."""
-    for name in body:
-        if name not in expected:
-            known = ", ".join(sorted(expected)) or "none"
-            raise UnprocessableRequestError(f"Unknown field {name!r}; known fields: {known}.")
-    for name in required:
-        if name not in body:
-            raise UnprocessableRequestError(f"{name} is required.")
-    for name, kind in expected.items():
-        value = body.get(name)
-        # JSON true/false are Python bools, and bool is an int: keep them apart.
-        wrong = value is not None and (
-            not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-        )
-        if wrong or (name in body and value is None):
-            what = {bool: "true or false", int: "an integer", str: "a string"}[kind]
-            raise UnprocessableRequestError(f"{name} must be {what}, got {value!r}.")
-    return body
-
-
 def _request_key() -> str | None:
     """The ``Idempotency-Key`` header (draft-ietf-httpapi-idempotency-key-header), if sent."""
     key = request.headers.get("Idempotency-Key")
     return key.strip().strip('"') if key is not None else None
 
 
-def _accepted(sync: ProjectSync, **extra: Any) -> ResponseReturnValue:
-    body = {"sync": sync_summary(sync), "events_url": events_url(sync.id), **extra}
-    return jsonify(body), 202, {"Location": events_url(sync.id)}
+def _accepted(sync: ProjectSync) -> ResponseReturnValue:
+    answer = m.Accepted.model_validate(
+        {"sync": sync_summary(sync), "events_url": events_url(sync.id)}
+    )
+    return _answer(answer, 202, {"Location": events_url(sync.id)})
 
 
-def _sync_param(project: Project) -> ProjectSync | None:
-    sync_id = positive_int(request.args, "sync")
-    return None if sync_id is None else sync_of_project(project, sync_id, in_lineage=True)
-
-
-def _path_prefix() -> str | None:
-    prefix = request.args.get("path_prefix")
-    return prefix or None
+def _at_sync(project: Project, query: m.StateQuery) -> ProjectSync | None:
+    if query.sync is None:
+        return None
+    return sync_of_project(project, query.sync, in_lineage=True)
 
 
 # --- Projects ---------------------------------------------------------------------------
@@ -163,7 +181,8 @@ def _path_prefix() -> str | None:
 @bp.get("/projects")
 def list_projects() -> ResponseReturnValue:
     """Every project the person may see, with its current sync."""
-    return jsonify(items=[project_summary(p) for p in visible_projects()])
+    items = [project_summary(p) for p in visible_projects()]
+    return _answer(m.ProjectList.model_validate({"items": items}))
 
 
 @bp.delete("/projects/<int:project_id>")
@@ -171,16 +190,17 @@ def untrack_project(project_id: int) -> ResponseReturnValue:
     """Stop tracking the branch (history kept; tracking it again brings it back)."""
     project = actionable_project(project_id)
     api_actions.untrack_branch(project)
-    return jsonify(project=project_summary(project))
+    return _answer(m.Untracked.model_validate({"project": project_summary(project)}))
 
 
 @bp.patch("/projects/<int:project_id>")
 def update_project(project_id: int) -> ResponseReturnValue:
     """Change a project's settings: ``{"auto_sync": false}`` stops syncing on push."""
     project = actionable_project(project_id)
-    body = _fields(_json_body(), {"auto_sync": bool}, required=("auto_sync",))
-    api_actions.set_auto_sync(project, body["auto_sync"])
-    return jsonify(project=project_summary(project), memory_lag=memory_lag(project))
+    body = _body(m.UpdateProjectBody)
+    api_actions.set_auto_sync(project, body.auto_sync)
+    answer = {"project": project_summary(project), "memory_lag": memory_lag(project)}
+    return _answer(m.ProjectSettings.model_validate(answer))
 
 
 @bp.get("/projects/<int:project_id>/github-branches")
@@ -189,12 +209,13 @@ def github_branches(project_id: int) -> ResponseReturnValue:
     project = visible_project(project_id)
     items, truncated = github_branch_list(project)
     repository = project.repository
-    return jsonify(
-        repository=repository.full_name,
-        default_branch=repository.default_branch,
-        items=items,
-        truncated=truncated,
-    )
+    answer = {
+        "repository": repository.full_name,
+        "default_branch": repository.default_branch,
+        "items": items,
+        "truncated": truncated,
+    }
+    return _answer(m.GitHubBranches.model_validate(answer))
 
 
 @bp.get("/projects/<int:project_id>/branches")
@@ -221,26 +242,27 @@ def list_branches(project_id: int) -> ResponseReturnValue:
         }
         for p in db.session.scalars(query)
     ]
-    return jsonify(
-        repository=repository.full_name,
-        default_branch=repository.default_branch,
-        items=branches,
-    )
+    answer = {
+        "repository": repository.full_name,
+        "default_branch": repository.default_branch,
+        "items": branches,
+    }
+    return _answer(m.Branches.model_validate(answer))
 
 
 @bp.post("/projects/<int:project_id>/branches")
 def track_branch(project_id: int) -> ResponseReturnValue:
     """Start tracking another branch of the same repository; its first sync is queued."""
     project = actionable_project(project_id)
-    body = _json_body()
-    tracked, sync = api_actions.track_branch(project, body.get("branch"))
+    body = _body(m.TrackBranchBody)
+    tracked, sync = api_actions.track_branch(project, body.branch)
     location = url_for("api.project_status", project_id=tracked.id, _external=True)
-    body_out = {
+    answer = {
         "project": project_summary(tracked),
         "sync": sync_summary(sync),
         "events_url": events_url(sync.id),
     }
-    return jsonify(body_out), 201, {"Location": location}
+    return _answer(m.Tracked.model_validate(answer), 201, {"Location": location})
 
 
 @bp.get("/projects/<int:project_id>/status")
@@ -248,13 +270,14 @@ def project_status(project_id: int) -> ResponseReturnValue:
     """The current (latest applied) sync, and the newest queued or running one if any."""
     project = visible_project(project_id)
     active = latest_unfinished(project.id)
-    return jsonify(
-        project=project_summary(project),
-        current_sync=sync_summary(project.current_sync),
-        active_sync=sync_summary(active),
-        events_url=events_url(active.id) if active else None,
-        memory_lag=memory_lag(project),
-    )
+    answer = {
+        "project": project_summary(project),
+        "current_sync": sync_summary(project.current_sync),
+        "active_sync": sync_summary(active),
+        "events_url": events_url(active.id) if active else None,
+        "memory_lag": memory_lag(project),
+    }
+    return _answer(m.Status.model_validate(answer))
 
 
 @bp.post("/projects/<int:project_id>/syncs")
@@ -262,21 +285,19 @@ def start_sync(project_id: int) -> ResponseReturnValue:
     """A manual resync, ``{"full": true}`` for a full one; idempotent (an equal request
     within seconds, or one with the same ``Idempotency-Key``, gets the same sync)."""
     project = actionable_project(project_id)
-    body = _fields(_json_body(), {"full": bool})
-    sync = api_actions.start_sync(
-        project, full=bool(body.get("full", False)), request_key=_request_key()
-    )
-    return _accepted(sync)
+    body = _body(m.StartSyncBody)
+    return _accepted(api_actions.start_sync(project, full=body.full, request_key=_request_key()))
 
 
 @bp.get("/projects/<int:project_id>/history")
 def history(project_id: int) -> ResponseReturnValue:
     """The lineage newest first; ``all=1`` adds failed, superseded and unfinished attempts."""
     project = visible_project(project_id)
-    everything = request.args.get("all", "0") in ("1", "true", "yes")
-    query = all_attempts(project.id) if everything else lineage(project.id)
-    rows, page = paginate(query, request.args)
-    return _paged([sync_summary(s) for s in rows], page, "api.history", project_id=project.id)
+    args = _query(m.HistoryQuery)
+    query = all_attempts(project.id) if args.all else lineage(project.id)
+    rows, page = paginate(query, _page_args(args))
+    items = [sync_summary(s) for s in rows]
+    return _paged(m.SyncPage, items, page, "api.history", project_id=project.id)
 
 
 @bp.post("/projects/<int:project_id>/restore")
@@ -284,11 +305,8 @@ def restore(project_id: int) -> ResponseReturnValue:
     """Queue a restore of the state at a past successful sync: 202 with the new sync;
     idempotent like a resync."""
     project = actionable_project(project_id)
-    body = _fields(_json_body(), {"sync_id": int}, required=("sync_id",))
-    sync_id = body["sync_id"]
-    if sync_id < 1:
-        raise UnprocessableRequestError("sync_id must be the id of a past sync (an integer).")
-    return _accepted(api_actions.start_restore(project, sync_id, request_key=_request_key()))
+    body = _body(m.RestoreBody)
+    return _accepted(api_actions.start_restore(project, body.sync_id, request_key=_request_key()))
 
 
 # --- Memory and files ---------------------------------------------------------------------
@@ -298,16 +316,15 @@ def restore(project_id: int) -> ResponseReturnValue:
 def memory(project_id: int) -> ResponseReturnValue:
     """Active memory entries, or those active at ``sync``; ``content=1`` adds the text."""
     project = visible_project(project_id)
-    sync = _sync_param(project)
-    with_content = request.args.get("content", "0") in ("1", "true", "yes")
+    args = _query(m.MemoryQuery)
+    with_content = args.content
     loader = selectinload(MemoryEntry.blob)
-    query = memory_entries(project.id, sync=sync).options(
+    query = memory_entries(project.id, sync=_at_sync(project, args)).options(
         loader if with_content else loader.options(defer(Blob.content), defer(Blob.content_bytes))
     )
-    prefix = _path_prefix()
-    if prefix is not None:
-        query = query.where(MemoryEntry.path.startswith(prefix, autoescape=True))
-    rows, page = paginate(query, request.args)
+    if args.path_prefix:
+        query = query.where(MemoryEntry.path.startswith(args.path_prefix, autoescape=True))
+    rows, page = paginate(query, _page_args(args))
     items = []
     for entry in rows:
         item: dict[str, Any] = {
@@ -322,18 +339,18 @@ def memory(project_id: int) -> ResponseReturnValue:
         if with_content:
             item.update(memory_content(entry.blob))
         items.append(item)
-    return _paged(items, page, "api.memory", project_id=project.id)
+    return _paged(m.MemoryPage, items, page, "api.memory", project_id=project.id)
 
 
 @bp.get("/projects/<int:project_id>/files")
 def files(project_id: int) -> ResponseReturnValue:
     """Tree entries now, or at ``sync``: path, git mode, blob (or submodule commit) SHA."""
     project = visible_project(project_id)
-    query = files_at(project.id, sync=_sync_param(project))
-    prefix = _path_prefix()
-    if prefix is not None:
-        query = query.where(RepositoryFile.path.startswith(prefix, autoescape=True))
-    rows, page = paginate(query, request.args)
+    args = _query(m.StateQuery)
+    query = files_at(project.id, sync=_at_sync(project, args))
+    if args.path_prefix:
+        query = query.where(RepositoryFile.path.startswith(args.path_prefix, autoescape=True))
+    rows, page = paginate(query, _page_args(args))
     items = [
         {
             "id": f.id,
@@ -346,13 +363,12 @@ def files(project_id: int) -> ResponseReturnValue:
         }
         for f in rows
     ]
-    return _paged(items, page, "api.files", project_id=project.id)
+    return _paged(m.FilePage, items, page, "api.files", project_id=project.id)
 
 
 @bp.get("/openapi.json")
 def openapi_document() -> ResponseReturnValue:
-    """The OpenAPI 3.1 description of this API."""
-    from webhook_app.openapi import document
-
+    """The OpenAPI 3.1 description of this API (generated from ``api_models``)."""
     base = url_for("api.list_projects", _external=True).removesuffix("/projects")
-    return jsonify(document(server_url=base))
+    cookie = current_app.config.get("SESSION_COOKIE_NAME", "session")
+    return jsonify(document(server_url=base, session_cookie=cookie))

@@ -406,9 +406,8 @@ def set_auto_sync(project: Project, enabled: bool) -> Project:
     Off, a push only records the branch's new head (so memory can be shown behind) and
     reconcile leaves the project alone; a manual resync still works. Turned back on,
     the project is synced to its head if the last known head is not what memory holds.
+    ``enabled`` is a bool already: the API's body model and the page's form say so.
     """
-    if not isinstance(enabled, bool):
-        raise UnprocessableRequestError(f"auto_sync must be true or false, got {enabled!r}.")
     was = project.auto_sync
     project.auto_sync = enabled
     db.session.commit()

@@ -132,5 +132,8 @@ def test_track_another_branch(client: FlaskClient, synced: Tracked) -> None:
     names = [b["name"] for b in client.get(url).json["items"]]
     assert names == ["feature", "main"]
     assert client.post(url, json={"branch": "feature"}).status_code == 409
-    for bad in ("", "a b", "x..y", "/x", "x.lock", 7, None):
+    for bad in ("", "a b", "x..y", "/x", "x.lock"):
         assert client.post(url, json={"branch": bad}).status_code == 400, bad
+    for mistyped in (7, None):  # not a string at all: 422 naming the field
+        answer = client.post(url, json={"branch": mistyped})
+        assert answer.status_code == 422 and "branch must be a string" in answer.json["error"]
