@@ -21,12 +21,13 @@ bind = (
     f":{os.environ.get('PORT', '5000')}"
 )
 worker_class = "gthread"
-# One process per core with four threads each measured best for webhook throughput
-# on two cores (bench/webhooks.py: 2x4 beat 2x8, 4x4, 2x2 and 3 or 4 sync
-# workers, with new connections per delivery as GitHub sends them and with
-# keep-alive; bench/README.md). Hosts with long-lived streams raise WEB_THREADS.
+# One process per core. Every open status or project page holds a thread for its
+# event stream (in a blocking Redis read, so it costs no CPU), and with four threads a
+# process (which measured best for bare webhook throughput, bench/README.md) eight
+# open tabs would leave webhooks no thread at all. Sixteen keep the pages people open
+# from starving the receiver; a host with many viewers raises WEB_THREADS further.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1)))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = int(os.environ.get("WEB_THREADS", "16"))
 # GitHub gives a delivery 10 seconds; nothing in a request should come near that,
 # but an SSE stream is long by design and keeps itself alive with heartbeats.
 timeout = 60
