@@ -44,7 +44,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.load import Stack, _ready, _wait  # noqa: E402
-from bench.webhooks import Services, free_port, percentile  # noqa: E402
+from bench.webhooks import (  # noqa: E402
+    Services,
+    free_port,
+    percentile,
+    wait_for_quiet_machine,
+)
 
 KEY_PREFIX = "project-sync"
 """``REDIS_KEY_PREFIX`` of the stack (its default), which names the delivery jobs."""
@@ -175,8 +180,13 @@ class LatencyBench:
         for latency in self.options.latencies:
             self.github.knobs.latency = latency
             self.one_push()  # not counted: the first push after a change of latency
+            busy = wait_for_quiet_machine()
             samples = [self.one_push() for _ in range(self.options.pushes)]
-            results[f"{int(latency * 1000)}ms"] = {"latency_s": latency, "samples": samples}
+            results[f"{int(latency * 1000)}ms"] = {
+                "latency_s": latency,
+                "machine_busy_before": round(busy, 2),
+                "samples": samples,
+            }
         self.github.knobs.latency = 0.0
         return results
 
@@ -202,7 +212,13 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
             "target_p50_s": TARGET_P50_S.get(run["latency_s"]),
             "api_calls_p50": percentile([s["api_calls"] or 0 for s in samples], 0.5),
             "modes": sorted({str(s["mode"]) for s in samples}),
+            "machine_busy_before": run["machine_busy_before"],
             "hops_p50_s": {},
+            "phases_p50_s": {
+                phase: percentile([(s["phase_seconds"] or {}).get(phase, 0.0) for s in samples],
+                                  0.5)
+                for phase in ("resolve", "diff", "fetch", "apply")
+            },
         }
         for name, _start, _end in HOPS:
             values = [s["hops_s"][name] for s in samples if name in s["hops_s"]]
@@ -227,6 +243,10 @@ def print_table(table: list[dict[str, Any]]) -> None:
         cells = (row["hops_p50_s"].get(name) for name, _s, _e in HOPS)
         print(f"{row['latency']:>7} " + " ".join(
             f"{'' if v is None else f'{v * 1000:.1f}':>11}" for v in cells))
+    print("\nthe sync hop's phases (ProjectSync.phase_seconds), p50 in ms; machine busy before:")
+    for row in table:
+        phases = ", ".join(f"{k} {v * 1000:.1f}" for k, v in row["phases_p50_s"].items())
+        print(f"{row['latency']:>7} {phases}; busy {row['machine_busy_before']:.0%}")
 
 
 def main() -> None:
