@@ -16,10 +16,15 @@ Should the git path fail, the branch head is read over REST and the sync runs th
 The pack is spooled to a temporary file (in memory up to :data:`SPOOL_BYTES`),
 checked against its trailing checksum, then inflated object by object: blobs go to
 the :class:`BlobWriter` as they come, trees and commits are kept (small), so memory
-stays bounded whatever the pack's size. No repository is written anywhere. Trees get
-their blob sizes from the pack and the Blob table (:mod:`sync_jobs.core.packdiff`);
-a tree with a blob of unknown size (one the filter left out) is left to the REST
-listing, which has sizes.
+stays bounded whatever the pack's size. Both steps yield progress events while they
+run ("receiving 1.2 MiB of objects", then "unpacking 300 of 1,200 objects", at most
+every :data:`~sync_jobs.defaults.PROGRESS_MIN_INTERVAL_SECONDS`): dulwich's fetch is one
+blocking call that hands the pack to a callback, so it runs on a thread of its own
+while the pipeline's generator reports the bytes its spool has counted.
+
+No repository is written anywhere. Trees get their blob sizes from the pack and the
+Blob table (:mod:`sync_jobs.core.packdiff`); a tree with a blob of unknown size (one
+the filter left out) is left to the REST listing, which has sizes.
 
 Every failure of this path (an HTTP error, a server without protocol v2, a corrupt
 pack) is logged once and the sync goes on over REST, in the same run.
@@ -30,10 +35,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import zlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import IO
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
@@ -55,14 +60,20 @@ from sync_jobs.core.packdiff import (
 )
 from sync_jobs.core.plan import Transport, git_fetch_blocker
 from sync_jobs.errors import GitHubUnavailableError
-from sync_jobs.fetch import BlobWriter, chunks, has_any_blob
+from sync_jobs.fetch import BlobWriter, Ticker, chunks, has_any_blob
 from sync_jobs.git_http import (
     GitCredentialsRefusedError,
     GitTransportError,
     download_pack,
     repository_git_url,
 )
-from sync_jobs.progress import Phase, ProgressEvent
+from sync_jobs.progress import (
+    Phase,
+    ProgressEvent,
+    describe_receiving,
+    describe_unpacking,
+    pack_progress,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +84,13 @@ SPOOL_BYTES = 32 * 1024 * 1024
 """A pack up to this size stays in memory while it is read; a larger one goes to a
 temporary file (the pack is read twice: checksum, then objects with their deltas)."""
 
+PACK_HEADER_BYTES = 12
+"""``PACK``, the version and the object count (4 bytes each, big-endian)."""
+
+DOWNLOAD_POLL_SECONDS = 0.05
+"""How often the pipeline looks at a running download's byte count (its events are
+throttled by :class:`~sync_jobs.fetch.Ticker`); also how late it notices the end."""
+
 
 @dataclass(frozen=True)
 class GitObjects:
@@ -82,6 +100,43 @@ class GitObjects:
     trees: SizedTrees
     blob_shas: frozenset[str]
     pack_bytes: int
+
+
+class PackSpool:
+    """The pack as it arrives: spooled, its bytes counted and its object count read from
+    its header (written by the download's thread, read by the pipeline's)."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self.received = 0
+        self._header = b""
+
+    def write(self, data: bytes) -> int:
+        written = self.file.write(data)
+        if len(self._header) < PACK_HEADER_BYTES:
+            self._header += data[: PACK_HEADER_BYTES - len(self._header)]
+        self.received += len(data)
+        return written
+
+    @property
+    def objects(self) -> int:
+        """How many objects the pack holds (0 until its header has arrived)."""
+        if len(self._header) < PACK_HEADER_BYTES or not self._header.startswith(b"PACK"):
+            return 0
+        return int.from_bytes(self._header[8:12], "big")
+
+    def receiving(self) -> ProgressEvent:
+        done, total = pack_progress(objects=self.objects, received=self.received)
+        message = describe_receiving(self.received)
+        return ProgressEvent(Phase.FETCH, done, total, message, bytes=self.received)
+
+    def unpacking(self, unpacked: int, objects: int) -> ProgressEvent:
+        done, total = pack_progress(objects=objects, received=self.received, unpacked=unpacked)
+        message = describe_unpacking(unpacked, objects)
+        return ProgressEvent(Phase.FETCH, done, total, message, bytes=self.received)
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class GitDownload:
@@ -101,7 +156,6 @@ class GitDownload:
         self.branch = branch
         self.have = have
         self.have_tree = have_tree
-        self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         self.token = ""
         self.commit: str | None = None
         self.objects: GitObjects | None = None
@@ -113,27 +167,58 @@ class GitDownload:
             self.gh, self.transport, branch=self.branch, have=self.have, have_tree=self.have_tree
         )
 
-    def read(self, writer: BlobWriter) -> BranchHead:
-        """Download the pack; store its blobs; the head with its tree."""
+    def read(self, writer: BlobWriter) -> Generator[ProgressEvent, None, BranchHead]:
+        """Download the pack; store its blobs; the head with its tree. Yields the
+        download's progress while the pack arrives and while it is unpacked."""
         config = current_app.config
         self.token = self.gh.installation_token
-        try:
-            self.commit = download_pack(
+        spool = PackSpool()
+
+        def download() -> str:
+            return download_pack(
                 url=repository_git_url(config["GITHUB_API_URL"], self.gh.full_name),
                 token=self.token,
                 branch=self.branch,
                 have=self.have,
-                spool=self.spool,
+                write=spool.write,
                 stats=self.gh.stats,
                 timeout=config.get("SYNC_HTTP_TIMEOUT_SECONDS", defaults.HTTP_TIMEOUT_SECONDS),
                 blob_limit=config["SYNC_MAX_BLOB_BYTES"] + 1,
             )
+
+        try:
+            self.commit = yield from _receive(download, spool)
             if self.commit == self.have and self.have_tree is not None:
                 return BranchHead(self.commit, self.have_tree)  # nothing new: no pack
-            self.objects, tree = _objects(self.spool, self.commit, writer)
+            self.objects, tree = yield from _objects(spool, self.commit, writer)
             return BranchHead(self.commit, tree)
         finally:
-            self.spool.close()
+            spool.close()
+
+
+def _receive(download: Callable[[], str], spool: PackSpool) -> Generator[ProgressEvent, None, str]:
+    """Run the blocking download on a thread; report the spool's bytes as they arrive."""
+    outcome: list[str] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(download())
+        except BaseException as exc:  # re-raised in the pipeline's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="git-pack-download", daemon=True)
+    thread.start()
+    ticker = Ticker()
+    while thread.is_alive():
+        thread.join(DOWNLOAD_POLL_SECONDS)
+        if thread.is_alive() and spool.received and ticker.due():
+            yield spool.receiving()
+    if failure:
+        raise failure[0]
+    if spool.received:
+        yield spool.receiving()
+    return outcome[0]
 
 
 def start_git_fetch(gh: GitHubConnector, project: Project) -> GitDownload | None:
@@ -166,14 +251,17 @@ def start_git_fetch(gh: GitHubConnector, project: Project) -> GitDownload | None
     )
 
 
-def head_over_git(download: GitDownload | None, repository_id: int) -> BranchHead | None:
+def head_over_git(
+    download: GitDownload | None, repository_id: int
+) -> Generator[ProgressEvent, None, BranchHead | None]:
     """The branch head as ``ls-refs`` named it, with its tree from the pack's commit (the
-    pack's blobs are stored on the way); None when it must be read over REST."""
+    pack's blobs are stored on the way); None when it must be read over REST. Yields
+    the download's progress."""
     if download is None:
         return None
     writer = BlobWriter(repository_id, max_bytes=current_app.config["SYNC_MAX_BLOB_BYTES"])
     try:
-        return download.read(writer)
+        return (yield from download.read(writer))
     except GitTransportError as exc:
         download.error = exc
         return None
@@ -196,7 +284,7 @@ def objects_over_git(
                 raise download.error
             # The REST read renewed a revoked or expired token meanwhile: once more.
             download = download.again()
-            download.read(writer)
+            yield from download.read(writer)
         if download.error is not None:
             raise download.error
         if download.objects is None or download.commit != head.commit_sha:
@@ -213,13 +301,15 @@ def objects_over_git(
     return objects
 
 
-def _objects(spool: IO[bytes], commit: str, writer: BlobWriter) -> tuple[GitObjects, str]:
-    size = spool.tell()
+def _objects(
+    spool: PackSpool, commit: str, writer: BlobWriter
+) -> Generator[ProgressEvent, None, tuple[GitObjects, str]]:
+    size = spool.file.tell()
     if size == 0:
         raise GitTransportError(f"the server sent no pack for {commit}")
-    spool.seek(0)
+    spool.file.seek(0)
     try:
-        contents = _read_pack(spool, size, writer)
+        contents = yield from _read_pack(spool, size, writer)
     except (zlib.error, KeyError, ValueError, AssertionError, *PACK_ERRORS) as exc:
         raise GitTransportError(f"the pack of {commit} is unusable: {exc!r}") from exc
     tree = contents.commit_trees.get(commit)
@@ -229,13 +319,20 @@ def _objects(spool: IO[bytes], commit: str, writer: BlobWriter) -> tuple[GitObje
     return GitObjects(sized_trees(contents, known), frozenset(contents.blob_sizes), size), tree
 
 
-def _read_pack(spool: IO[bytes], size: int, writer: BlobWriter) -> PackContents:
-    data = PackData.from_file(spool, DEFAULT_OBJECT_FORMAT, size)
+def _read_pack(
+    spool: PackSpool, size: int, writer: BlobWriter
+) -> Generator[ProgressEvent, None, PackContents]:
+    data = PackData.from_file(spool.file, DEFAULT_OBJECT_FORMAT, size)
     data.check()  # the trailing SHA-1: a truncated or corrupt pack stops here
+    objects = len(data)
     contents = PackContents()
+    ticker = Ticker()
     with writer.writing():
-        for obj in PackInflater.for_pack_data(data):
+        for unpacked, obj in enumerate(PackInflater.for_pack_data(data), start=1):
             _take(obj, contents, writer)
+            if ticker.due():
+                yield spool.unpacking(unpacked, objects)
+    yield spool.unpacking(objects, objects)
     return contents
 
 

@@ -13,7 +13,7 @@ in the pack itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -172,12 +172,13 @@ def download_pack(
     token: str,
     branch: str,
     have: str | None,
-    spool: IO[bytes],
+    write: Callable[[bytes], int],
     stats: CallStats,
     timeout: float,
     blob_limit: int,
 ) -> str:
-    """``ls-refs`` for the branch, then ``fetch`` its head into ``spool``; return the head.
+    """``ls-refs`` for the branch, then ``fetch`` its head, the pack's bytes handed to
+    ``write`` as they arrive; return the head.
 
     Nothing is fetched when the head is ``have``. Raises :class:`GitTransportError`.
     """
@@ -197,7 +198,7 @@ def download_pack(
             "",
             wants,  # type: ignore[arg-type]  # dulwich types refs as Ref/ObjectID
             _Haves(have),  # type: ignore[arg-type]
-            spool.write,
+            write,
             ref_prefix=[ref],
             filter_spec=f"blob:limit={blob_limit}".encode(),
             protocol_version=2,

@@ -77,6 +77,7 @@ class TreeItem(NamedTuple):
     sha: str
     size: int | None
 
+
 FlatTree = dict[str, FileEntry]
 
 
