@@ -47,7 +47,7 @@ sync of its tree 20 first-parent commits back, on the emulator with GitHub's 100
 latency and PostgreSQL, two runs with each transport. A phase's time is read from its
 progress events' stream ids (from its first event to the next phase's first event), so
 it is the time a person watching sees in that phase (the git pack arrives under the
-fetch phase, though ``phase_seconds`` counts it in the diff). Share of each sync, in %:
+fetch phase, though ``phase_seconds`` counts it in the resolve). Share of each sync, in %:
 
 =========  =================  =================  ======
 phase      first sync, git    first sync, rest   weight
