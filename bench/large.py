@@ -121,6 +121,7 @@ def run_first_sync(options: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from bench.sync import Bench
+    from bench.webhooks import wait_for_quiet_machine
     from models import ProjectSync, RepositoryFile, db
 
     redis_url = claim_redis()
@@ -140,6 +141,7 @@ def run_first_sync(options: argparse.Namespace) -> dict[str, Any]:
                 print(f"generated {args.files} files in {bench.results['generate_s']} s",
                       flush=True)
                 sync_id = bench.new_sync()
+                busy = wait_for_quiet_machine()
                 counts = bench.server.request_counts()
                 rest_before, git_before = counts.total, counts.git_requests
                 before = dict(counts.by_endpoint)
@@ -158,6 +160,11 @@ def run_first_sync(options: argparse.Namespace) -> dict[str, Any]:
                 db.session.expire_all()
                 row = db.session.get_one(ProjectSync, sync_id)
                 files = int(db.session.scalar(select(func.count()).select_from(RepositoryFile)))
+                assert row.started_at is not None and row.finished_at is not None
+                # finished_at is stamped as the apply transaction begins; add that transaction
+                engine_s = (row.finished_at - row.started_at).total_seconds() + (
+                    row.phase_seconds or {}
+                ).get("apply", 0.0)
                 return {
                     "files": files,
                     "rest_requests": counts.total - rest_before,
@@ -169,12 +176,15 @@ def run_first_sync(options: argparse.Namespace) -> dict[str, Any]:
                     "by_endpoint": counts.by_endpoint,
                     "wall_s": round(wall, 2),
                     "files_per_s": round(files / wall),
+                    "engine_s": round(engine_s, 2),
+                    "engine_files_per_s": round(files / engine_s),
                     "peak_mb": round(usage.ru_maxrss / 1024, 1),
                     "mode": row.mode,
                     "status": row.status.value,
                     "phase_seconds": row.phase_seconds,
                     "latency_s": options.latency,
                     "transport": options.first_transport,
+                    "machine_busy_before": round(busy, 2),
                 }
             finally:
                 bench.stop()
@@ -185,7 +195,8 @@ def run_first_sync(options: argparse.Namespace) -> dict[str, Any]:
 def print_first_sync(result: dict[str, Any]) -> None:
     print(f"\nfirst sync of {result['files']} files at {result['latency_s'] * 1000:.0f} ms "
           f"a request, SYNC_TRANSPORT={result['transport']} ({result['mode']}, "
-          f"{result['status']}; phases {result['phase_seconds']})")
+          f"{result['status']}; phases {result['phase_seconds']}; machine "
+          f"{result.get('machine_busy_before', 0):.0%} busy before)")
     rows = (
         ("requests", result["requests"], f"<= {FIRST_SYNC_TARGETS['requests']}",
          result["requests"] <= FIRST_SYNC_TARGETS["requests"]),
@@ -194,11 +205,15 @@ def print_first_sync(result: dict[str, Any]) -> None:
         ("peak MB", result["peak_mb"], f"< {FIRST_SYNC_TARGETS['peak_mb']}",
          result["peak_mb"] < FIRST_SYNC_TARGETS["peak_mb"]),
         ("seconds", result["wall_s"], "", True),
+        ("engine s", result["engine_s"], "", True),
+        ("engine f/s", result["engine_files_per_s"], "", True),
     )
     print(f"{'':<10} {'measured':>10} {'target':>8}")
     for name, value, target, met in rows:
         verdict = "" if not target else "met" if met else "MISSED"
         print(f"{name:<10} {value:>10} {target:>8}  {verdict}")
+    print("seconds and files/s are end to end, the child's start included; engine: the "
+          "sync's own start to its apply's commit, what a warm worker's horse spends")
     print(f"requests: {result['rest_requests']} REST (archive download included), "
           f"{result['git_requests']} git; {result['api_calls']} API calls (bench/sync.py's "
           "count: the archive download, served by codeload on GitHub, left out)")

@@ -22,10 +22,11 @@ Every time comes from a record the stack writes anyway, on one machine's clock:
 | delivery processed | ``webhook_delivery.processed_at`` (the handler returned) |
 | sync taken | the sync's RQ job ``started_at`` (the worker dequeued it, before the fork) |
 | sync started | ``project_sync.started_at`` (the horse's pipeline began) |
-| applied | ``project_sync.finished_at`` (the apply transaction) |
+| applied | ``project_sync.finished_at`` + ``phase_seconds["apply"]`` (the commit) |
 
 "push → applied" is received → applied, the target's definition; "sent" is shown for
-the webhook hop itself.
+the webhook hop itself. ``finished_at`` is stamped as the apply transaction begins,
+and ``phase_seconds["apply"]`` is that transaction's length, its commit included.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,15 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _committed(finished_at: datetime | None, phases: dict[str, float] | None) -> datetime | None:
+    """When the apply transaction committed: ``finished_at`` is stamped as it begins, and
+    ``phase_seconds["apply"]`` is how long it took, commit included."""
+    finished = _utc(finished_at)
+    if finished is None:
+        return None
+    return finished + timedelta(seconds=(phases or {}).get("apply", 0.0))
 
 
 def _rq_started(redis: Any, job_id: str) -> datetime | None:
@@ -154,7 +164,7 @@ class LatencyBench:
             "delivery_processed": _utc(processed),
             "sync_taken": _rq_started(self.redis, job_id),
             "sync_started": _utc(started),
-            "applied": _utc(finished),
+            "applied": _committed(finished, phases),
         }
         hops = {
             name: (stamps[end] - stamps[start]).total_seconds()  # type: ignore[operator]
