@@ -209,10 +209,13 @@ def _receive(download: Callable[[], str], spool: PackSpool) -> Generator[Progres
 
     thread = threading.Thread(target=run, name="git-pack-download", daemon=True)
     thread.start()
-    ticker = Ticker()
+    ticker: Ticker | None = None  # started by the first bytes, which are told at once
     while thread.is_alive():
         thread.join(DOWNLOAD_POLL_SECONDS)
-        if thread.is_alive() and spool.received and ticker.due():
+        if not (thread.is_alive() and spool.received):
+            continue
+        if ticker is None or ticker.due():
+            ticker = ticker or Ticker()
             yield spool.receiving()
     if failure:
         raise failure[0]
