@@ -76,8 +76,15 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+PAGE_LIMIT = 2**31 - 1
+"""The highest page number asked for: beyond it every page is empty anyway (row ids are
+below 2**31), and the database refuses an offset that does not fit 64 bits."""
+
+
 class PageQuery(Query):
-    page: int = Field(default=1, ge=1, description="a page number, from 1")
+    page: int = Field(
+        default=1, ge=1, le=PAGE_LIMIT, description=f"a page number, 1 to {PAGE_LIMIT}"
+    )
     per_page: int = Field(
         default=defaults.API_DEFAULT_PER_PAGE,
         ge=1,

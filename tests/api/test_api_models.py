@@ -152,3 +152,23 @@ def test_every_problem_is_named_at_once(client: FlaskClient, app_context: object
     assert answer.status_code == 422
     assert "auto_sync must be true or false, got 1." in answer.json["error"]
     assert "Unknown field 'x'" in answer.json["error"]
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("page=0", "page must be"),
+        (f"page={10**30}", "page must be"),
+        ("per_page=x", "per_page must be an integer"),
+        ("per_page=100000", "per_page must be"),
+        ("sync=abc", "sync must be an integer"),
+        ("content=maybe", "content must be true or false"),
+    ],
+)
+def test_a_malformed_query_parameter_is_400_naming_it(
+    client: FlaskClient, app_context: object, query: str, named: str
+) -> None:
+    project = make_project()
+    answer = client.get(f"/api/v1/projects/{project.id}/memory?{query}")
+    assert answer.status_code == 400, answer.json
+    assert answer.json["error"].startswith(named), answer.json
