@@ -96,7 +96,7 @@ def _body(model: type[B]) -> B:
     raw = request.get_data()
     try:
         data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise InvalidParameterError("The body is not valid JSON; send a JSON object.") from None
     if not isinstance(data, dict):
         raise InvalidParameterError(

@@ -124,6 +124,7 @@ def test_a_missing_required_field_is_422_naming_it(
         ("true", "got a boolean"),
         ("{", "not valid JSON"),
         ('{"full": tru}', "not valid JSON"),
+        pytest.param("[" * 100_000 + "]" * 100_000, "not valid JSON", id="nested-too-deep"),
     ],
 )
 def test_a_body_that_is_no_json_object_is_400(
