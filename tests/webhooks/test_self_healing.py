@@ -24,7 +24,7 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import select, text
 
 from models import DeliveryStatus, Project, ProjectSync, WebhookDelivery, db
-from sync_jobs import deliveries, installations
+from sync_jobs import defaults, deliveries, installations
 from sync_jobs.deliveries import PROCESS_DELIVERY, deliveries_queue, enqueue_delivery
 from sync_jobs.keys import DELIVERIES_QUEUE, delivery_job_id
 from sync_jobs.redis_client import redis_connection
@@ -129,12 +129,19 @@ def test_the_maintenance_process_outlives_a_redis_restart(
     maintenance = process(
         "maintenance", own_app, "-m", "flask", "--app", "wsgi:app", "maintenance", "run"
     )
-    time.sleep(2)
+    log_file = tmp_path / "maintenance.log"
+    wait_until(lambda: "maintenance started" in log_file.read_text(), "maintenance to start")
     own_redis.stop()
     with own_app.app_context():
         waiting = store_delivery()  # stored while Redis was down: the receiver said pending
-    time.sleep(6)
-    assert maintenance.poll() is None, (tmp_path / "maintenance.log").read_text()
+    # Down until a sweep has met the outage (the first one may have run just before it).
+    wait_until(
+        lambda: "maintenance pass sweep failed" in log_file.read_text(),
+        "a sweep to fail on the outage",
+        defaults.SWEEP_INTERVAL_SECONDS + 15,
+    )
+    time.sleep(2)
+    assert maintenance.poll() is None, log_file.read_text()
     own_redis.start()
     connection = redis_connection(own_app)
     wait_until(
