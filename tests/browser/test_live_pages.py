@@ -25,6 +25,11 @@ from .conftest import Screenshots
 
 pytestmark = pytest.mark.slow
 
+# Each test runs once, on one database: SQLite as `make run` has it for what a new user
+# sees first, PostgreSQL as deployed for the controls.
+ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+
 OWNER = "octo"
 # Long enough for the page to show the running sync and its bar: each emulated GitHub
 # request takes this long, as a distant GitHub would.
@@ -125,6 +130,7 @@ def assert_not_reloaded(page: Page) -> None:
     assert page.evaluate("() => window.__notReloaded === true"), "the page was reloaded"
 
 
+@ON_SQLITE
 def test_a_push_appears_on_the_open_status_page_with_its_bar_reaching_100(
     stack: Stack, page: Page, screenshots: Screenshots, tmp_path: Path
 ) -> None:
@@ -164,6 +170,7 @@ def test_a_push_appears_on_the_open_status_page_with_its_bar_reaching_100(
     assert percents == sorted(percents), f"the bar went backwards: {percents}"
 
 
+@ON_POSTGRESQL
 def test_restore_through_the_confirmation_shows_that_syncs_files(
     stack: Stack, page: Page, screenshots: Screenshots, tmp_path: Path
 ) -> None:
@@ -209,6 +216,7 @@ def test_restore_through_the_confirmation_shows_that_syncs_files(
     screenshots.take("project-after-restore")
 
 
+@ON_POSTGRESQL
 def test_untracking_a_branch_through_its_confirmation(
     stack: Stack, page: Page, screenshots: Screenshots, tmp_path: Path
 ) -> None:
@@ -242,6 +250,7 @@ def test_untracking_a_branch_through_its_confirmation(
             ProjectSync.project_id == project_id, ProjectSync.head_commit_sha == later))) == 0
 
 
+@ON_SQLITE
 def test_the_status_page_fits_a_phone(
     stack: Stack, page: Page, screenshots: Screenshots, tmp_path: Path
 ) -> None:
