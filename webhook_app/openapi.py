@@ -307,6 +307,11 @@ def _query_parameters(query: type[BaseModel]) -> list[dict[str, Any]]:
     for name, prop in schema["properties"].items():
         description = prop.pop("description", "")
         prop.pop("title", None)
+        # An optional parameter is left out, never sent as null: keep its one real type.
+        kinds = [kind for kind in prop.pop("anyOf", []) if kind != {"type": "null"}]
+        if kinds:
+            (kind,) = kinds
+            prop = {**kind, **{k: v for k, v in prop.items() if k != "default" or v is not None}}
         parameters.append({"name": name, "in": "query", "description": description, "schema": prop})
     return parameters
 
