@@ -46,7 +46,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Every process builds its app here (web, worker, maintenance, flask commands), so
     # this is where their logs become JSON.
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    _add_services(app)
+    _add_web(app)
+    return app
 
+
+def _add_services(app: Flask) -> None:
+    """The database, Redis, health, metrics and the sync commands."""
     from sync_jobs import redis_client
     from webhook_app import database
 
@@ -66,6 +72,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(cli.sync_command)
     app.cli.add_command(cli.untrack_command)
 
+
+def _add_web(app: Flask) -> None:
+    """Webhooks, sign-in and setup, the API, pages and streams, and the maintenance
+    and webhook-proxy commands."""
     from sync_jobs import maintenance, sweeper
     from webhook_app import webhooks
 
@@ -89,4 +99,3 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from webhook_app import webhook_proxy
 
     app.cli.add_command(webhook_proxy.command)
-    return app

@@ -315,6 +315,16 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     ``/setup`` registers an App and the webhook endpoint refuses every delivery.
     """
     settings: dict[str, Any] = {}
+    _service_settings(environ, settings)
+    _sync_settings(environ, settings)
+    _operation_settings(environ, settings)
+    _app_settings(environ, settings)
+    _access_settings(environ, settings)
+    return settings
+
+
+def _service_settings(environ: Mapping[str, str], settings: dict[str, Any]) -> None:
+    """Where GitHub, the database and Redis are, and how the app is reached."""
     if value := environ.get("GITHUB_API_URL"):
         settings["GITHUB_API_URL"] = _url("GITHUB_API_URL", value, ("http", "https"))
         # An Enterprise or emulator host serves the web pages on the same origin.
@@ -331,6 +341,10 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["PUBLIC_URL"] = _public_url(value)
     if value := environ.get("SECRET_KEY"):
         settings["SECRET_KEY"] = value
+
+
+def _sync_settings(environ: Mapping[str, str], settings: dict[str, Any]) -> None:
+    """Sizes, the transport, the maintenance intervals and the retention periods."""
     if value := environ.get("MAX_WEBHOOK_BYTES"):
         settings["MAX_WEBHOOK_BYTES"] = _positive_int("MAX_WEBHOOK_BYTES", value)
     if value := environ.get("SYNC_MAX_BLOB_BYTES"):
@@ -354,6 +368,10 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         if value := environ.get(name):
             settings[name] = _positive_int(name, value)
     _check_retention(settings)
+
+
+def _operation_settings(environ: Mapping[str, str], settings: dict[str, Any]) -> None:
+    """Logs, metrics, the development webhook proxy and purging on uninstall."""
     if value := environ.get("LOG_LEVEL"):
         settings["LOG_LEVEL"] = _choice("LOG_LEVEL", value, LOG_LEVELS, upper=True)
     if value := environ.get("LOG_FORMAT"):
@@ -367,6 +385,9 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             "PURGE_ON_UNINSTALL", environ["PURGE_ON_UNINSTALL"]
         )
 
+
+def _app_settings(environ: Mapping[str, str], settings: dict[str, Any]) -> None:
+    """The App's id, key and webhook secrets: all of them, or none (setup mode)."""
     if value := environ.get("WEBHOOK_SECRET"):
         # A comma-separated list lets a secret be rotated without dropping deliveries.
         secrets_list = tuple(part.strip() for part in value.split(",") if part.strip())
@@ -384,8 +405,6 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(
                 "WEBHOOK_SECRET", "is required when APP_ID is set; deliveries cannot be verified"
             )
-    _access_settings(environ, settings)
-    return settings
 
 
 def finish_settings(config: dict[str, Any], instance_path: str) -> None:
