@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -376,10 +377,23 @@ def _push_after_fault(stack: FaultStack, repo: Repo) -> int:
     return after
 
 
+PHASED = {"SYNC_TRANSPORT": "rest"}
+"""The scenarios that strike each phase in turn (resolve, diff, fetch, apply) sync over
+REST, where the phases come in that order. Over git the pack, which the bar shows as
+fetching, arrives inside resolve, before the diff; the other scenarios run the default
+transport, git first with REST behind it."""
+
+
+def repository_calls(repo: Repo) -> str:
+    """Every call about ``repo``: its REST API (``/repos/o/r/...``) and git's smart HTTP
+    (``/o/r.git/...``), since a sync speaks both and a failing GitHub fails both."""
+    return rf"^/(repos/)?{re.escape(repo.full_name)}(\.git)?/"
+
+
 def github_server_errors(stack: FaultStack) -> Outcome:
     """GitHub answers 500 to the repository's next forty API calls."""
     repo, _other = prepare(stack, 2, owner="errors", prefix="err")
-    fault = stack.github.knobs.add_fault(f"^/repos/{repo.full_name}/", "500", count=40)
+    fault = stack.github.knobs.add_fault(repository_calls(repo), "500", count=40)
     stack.mark("GitHub answers 500 forty times")
     after = _push_after_fault(stack, repo)
     _wait_consumed(stack, repo, after, lambda: fault.remaining, "the forty 500s to be used", 420)
@@ -392,7 +406,7 @@ def github_timeouts(stack: FaultStack) -> Outcome:
     # Longer than the connector's timeout: the client gives up first, as it must with a
     # GitHub that stops answering.
     stack.github.knobs.fault_hang_seconds = job_defaults.HTTP_TIMEOUT_SECONDS + 10
-    fault = stack.github.knobs.add_fault(f"^/repos/{repo.full_name}/", "timeout", count=1)
+    fault = stack.github.knobs.add_fault(repository_calls(repo), "timeout", count=1)
     stack.mark("GitHub holds the next call")
     after = _push_after_fault(stack, repo)
     used = _wait_consumed(stack, repo, after, lambda: fault.remaining, "the hung call", 120)
@@ -404,7 +418,7 @@ def github_timeouts(stack: FaultStack) -> Outcome:
 def github_connection_resets(stack: FaultStack) -> Outcome:
     """GitHub resets the connection of the repository's next three API calls."""
     repo, _other = prepare(stack, 2, owner="resets", prefix="reset")
-    fault = stack.github.knobs.add_fault(f"^/repos/{repo.full_name}/", "reset", count=3)
+    fault = stack.github.knobs.add_fault(repository_calls(repo), "reset", count=3)
     stack.mark("GitHub resets the next three calls")
     after = _push_after_fault(stack, repo)
     _wait_consumed(stack, repo, after, lambda: fault.remaining, "the three resets", 180)
@@ -435,6 +449,7 @@ def primary_rate_limit(stack: FaultStack) -> Outcome:
     reasons: set[str] = set()
     free_synced_at: float | None = None
     failed: list[int] = []
+    limited_synced = False
     while time.monotonic() < reset_at:
         with contextlib.suppress(Exception):  # a read may race the stack's own work
             for row in stack.syncs(pid_limited):
@@ -442,13 +457,15 @@ def primary_rate_limit(stack: FaultStack) -> Outcome:
                     reasons.add(row.waiting_reason)
                 if row.status is SyncStatus.FAILED:
                     failed.append(row.id)
+            if stack.current_head(pid_limited) == limited.branch_head():
+                limited_synced = True
             if free_synced_at is None and stack.current_head(pid_free) == free.branch_head():
                 free_synced_at = stack.mark(f"{free.full_name} synced despite the other's limit")
         time.sleep(0.5)
     return Outcome(
         stack.mark("rate limit reset"),
         {"waiting_reasons": reasons, "free_synced_before_reset": free_synced_at is not None,
-         "failed": failed, "limited": limited},
+         "failed": failed, "limited": limited, "limited_synced_before_reset": limited_synced},
     )
 
 
@@ -574,11 +591,13 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("kill-horse", "SIGKILL the work horse in each phase",
-             lambda s: kill_in_every_phase(s, whole_worker=False), workers=4),
+             lambda s: kill_in_every_phase(s, whole_worker=False), workers=4,
+             settings=PHASED),
     Scenario("kill-worker", "SIGKILL the whole worker in each phase",
-             lambda s: kill_in_every_phase(s, whole_worker=True), workers=4),
+             lambda s: kill_in_every_phase(s, whole_worker=True), workers=4,
+             settings=PHASED),
     Scenario("kill-all", "SIGKILL horses, then whole workers, in each phase",
-             kill_horses_then_workers, workers=4, bench=False),
+             kill_horses_then_workers, workers=4, settings=PHASED, bench=False),
     Scenario("redis-burst", "Redis restarted empty mid-burst (50 pushes)",
              redis_restart_mid_burst),
     Scenario("redis-running", "Redis emptied: a sync running, a follow-up queued",
@@ -586,13 +605,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("redis-all", "Redis restarted empty mid-burst, then under a running sync",
              redis_restarts, bench=False),
     Scenario("pg-phases", "PostgreSQL stopped 10 s in each phase",
-             postgres_stopped_in_every_phase, private_postgres=True),
+             postgres_stopped_in_every_phase, private_postgres=True, settings=PHASED),
     Scenario("pg-burst", "PostgreSQL stopped 10 s during a burst",
              postgres_stopped_during_burst, private_postgres=True,
              settings={"REDELIVER_INTERVAL_SECONDS": str(REDELIVER_SECONDS)}),
     Scenario("pg-all", "PostgreSQL stopped in each phase, then during a burst",
              postgres_outages, private_postgres=True,
-             settings={"REDELIVER_INTERVAL_SECONDS": str(REDELIVER_SECONDS)}, bench=False),
+             settings={**PHASED, "REDELIVER_INTERVAL_SECONDS": str(REDELIVER_SECONDS)},
+             bench=False),
     Scenario("web-down", "web process down during 10 pushes",
              web_down_during_pushes, settings=RECONCILER_SETTINGS,
              target=RECONCILE_SECONDS + TARGET_SECONDS),

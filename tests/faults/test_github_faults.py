@@ -22,7 +22,11 @@ def test_github_misbehaving_every_way_at_once(run_scenario) -> None:
     assert notes["github-reset"]["remaining"] == 0, "not every reset was met"
     limit = notes["rate-limit"]
     assert limit["failed"] == []
-    assert limit["waiting_reasons"], "the rate-limited sync's row never said what it waits for"
+    # Git's smart HTTP costs no REST rate limit, so over git the limited project may
+    # reach its head before the reset; a sync that needed REST must say what it waits for.
+    assert limit["waiting_reasons"] or limit["limited_synced_before_reset"], (
+        "the rate-limited sync's row never said what it waits for"
+    )
     assert limit["free_synced_before_reset"], (
         "another installation's project waited for this installation's rate limit"
     )
