@@ -52,7 +52,11 @@ def assert_progress_before_the_end(fetch: list[tuple[int, ProgressEvent]], total
     assert last.done == total and last.bytes > 0, last
     during = [(at, e) for at, e in fetch if 0 < e.done < total]
     assert during, f"no progress before the fetch ended: {[e for _, e in fetch]}"
-    assert end - during[0][0] >= 200, "the first progress came only as the fetch ended"
+    # Told while most of the files were still to come, whatever the machine's speed
+    # (a time margin before the end measured the machine, not the code).
+    first = during[0][1]
+    assert first.done <= total * 0.8, f"the first progress came as the fetch ended: {first}"
+    assert end > during[0][0], "the first progress came only with the end"
     assert [e.done for _, e in fetch] == sorted(e.done for _, e in fetch)
     assert "files" in during[0][1].message and "B" in during[0][1].message, during[0][1]
     gaps = [b - a for (a, _), (b, _) in pairwise(during)]
