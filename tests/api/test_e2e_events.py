@@ -6,33 +6,17 @@ import json
 import urllib.request
 from pathlib import Path
 
-from sqlalchemy import select
-
-from github_emulator.history import HistoryGenerator, push
-from models import Project, Repository, db
-from tests.e2e.conftest import Stack, query, stack, wait_for
+from github_emulator.history import push
+from tests.e2e.conftest import Stack, install_and_first_sync, stack
 
 __all__ = ["stack"]
 
 
 def test_events_of_a_manual_resync_until_final(stack: Stack, tmp_path: Path) -> None:
-    github = stack.github
-    record = github.create_repository("octo", "live")
-    history = HistoryGenerator(tmp_path / "work", seed=5)
-    history.initial_commit(files=40, directories=5)
-    push(history.work_dir, github.clone_url(record))
-    github.install("octo", [record])
-
-    def project_id() -> int | None:
-        return db.session.scalar(
-            select(Project.id).join(Repository).where(Repository.github_id == record.id)
-        )
-
-    pid = wait_for(lambda: query(stack, project_id), "the installation to create a project")
-    wait_for(
-        lambda: query(stack, lambda: db.session.get_one(Project, pid).current_sync_id),
-        "the first sync",
+    record, history, pid = install_and_first_sync(
+        stack, tmp_path / "work", "live", files=40, directories=5, seed=5
     )
+    github = stack.github
     history.commit_random_change()
     push(history.work_dir, github.clone_url(record))
     request = urllib.request.Request(

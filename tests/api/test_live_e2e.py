@@ -13,11 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from github_emulator.history import HistoryGenerator, push
-from models import Project, Repository, db
-from tests.e2e.conftest import Stack, query, stack, wait_for
+from tests.e2e.conftest import Stack, install_and_first_sync, stack
 
 __all__ = ["stack"]
 
@@ -72,22 +69,8 @@ def until_final(messages: queue.Queue[Message | None], project_id: int) -> list[
 
 
 def test_an_open_page_shows_a_push_without_reload(stack: Stack, tmp_path: Path) -> None:
-    github = stack.github
-    record = github.create_repository("octo", "watched")
-    history = HistoryGenerator(tmp_path / "work", seed=11)
-    history.initial_commit(files=60, directories=6)
-    push(history.work_dir, github.clone_url(record))
-    github.install("octo", [record])
-
-    def project_id() -> int | None:
-        return db.session.scalar(
-            select(Project.id).join(Repository).where(Repository.github_id == record.id)
-        )
-
-    pid = wait_for(lambda: query(stack, project_id), "the installation to create a project")
-    wait_for(
-        lambda: query(stack, lambda: db.session.get_one(Project, pid).current_sync_id),
-        "the first sync",
+    record, history, pid = install_and_first_sync(
+        stack, tmp_path / "work", "watched", files=60, directories=6, seed=11
     )
     streams = {
         "status": queue.Queue[Message | None](),

@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
+from github_emulator.history import HistoryGenerator, push
 from github_emulator.server import EmulatorServer
-from models import db
+from models import Project, Repository, db
 from tests.conftest import base_settings, reset_redis
 from webhook_app import create_app
 
@@ -142,3 +144,28 @@ def query(stack: Stack, function: Callable[[], Any]) -> Any:
             return function()
         finally:
             db.session.remove()
+
+
+def install_and_first_sync(
+    stack: Stack, work: Path, name: str, *, files: int, directories: int, seed: int
+) -> tuple[Any, HistoryGenerator, int]:
+    """A generated repository ``octo/<name>`` pushed to the emulator, the App installed
+    on it, and its first sync done: the repository record, its history and project id."""
+    github = stack.github
+    record = github.create_repository("octo", name)
+    history = HistoryGenerator(work, seed=seed)
+    history.initial_commit(files=files, directories=directories)
+    push(history.work_dir, github.clone_url(record))
+    github.install("octo", [record])
+
+    def project_id() -> int | None:
+        return db.session.scalar(
+            select(Project.id).join(Repository).where(Repository.github_id == record.id)
+        )
+
+    pid = wait_for(lambda: query(stack, project_id), "the installation to create a project")
+    wait_for(
+        lambda: query(stack, lambda: db.session.get_one(Project, pid).current_sync_id),
+        "the first sync",
+    )
+    return record, history, int(pid)
