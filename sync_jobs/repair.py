@@ -164,6 +164,7 @@ def _run_again(
         else "its queued job was lost; queued again"
     )
     db.session.commit()
+    sync_queued(redis, sync)  # before the job, which may run at once
     enqueue_run(syncs_queue(redis), sync_id=sync.id, job_id=job_id, delay_seconds=delay)
     if claim_marker:
         # Only if free: a newer request may already have published its own sync.
@@ -173,7 +174,6 @@ def _run_again(
             nx=True,
             ex=defaults.SYNC_PENDING_TTL_SECONDS,
         )
-    sync_queued(redis, sync)
     log.warning("sync %s of project %s: %s", sync.id, sync.project_id, sync.waiting_reason)
     report.requeued += 1
 

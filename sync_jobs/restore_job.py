@@ -34,6 +34,7 @@ def request_restore(project_id: int, *, from_sync_id: int) -> ProjectSync:
     sync = restore_sync(project_id, from_sync_id=from_sync_id, run=False)
     sync.rq_job_id = sync_job_id(sync.id)
     db.session.commit()
+    changes.sync_queued(redis_connection(), sync)  # before the job, which may run at once
     try:
         enqueue_run(syncs_queue(redis_connection()), sync_id=sync.id, job_id=sync.rq_job_id)
     except RedisError as exc:
@@ -42,5 +43,4 @@ def request_restore(project_id: int, *, from_sync_id: int) -> ProjectSync:
         sync.error = f"Could not queue the restore: Redis is unreachable ({exc}). Request it again."
         db.session.commit()
         raise
-    changes.sync_queued(redis_connection(), sync)
     return sync

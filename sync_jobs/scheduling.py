@@ -283,6 +283,9 @@ def _create(
         delete_if_equal(redis, key, token)
         raise
     queue = syncs_queue(redis)
+    # Told before the job exists: a worker that runs it at once publishes its progress
+    # after this, so a page sees the sync queued before it moves.
+    changes.sync_queued(redis, sync)
     try:
         with redis.pipeline() as pipe:
             try:
@@ -303,5 +306,4 @@ def _create(
         sync.waiting_reason = f"waiting for the queue: Redis is unreachable ({exc})"
         db.session.commit()
         raise
-    changes.sync_queued(redis, sync)
     return sync

@@ -268,8 +268,8 @@ def _reschedule(redis: Redis, sync: ProjectSync, delay: float, reason: str, *, k
     sync.waiting_reason = reason
     db.session.commit()
     metrics.record_sync_waiting(reason=kind)
+    changes.sync_queued(redis, sync)  # before the job, which may run at once
     enqueue_run(syncs_queue(redis), sync_id=sync.id, job_id=job_id, delay_seconds=delay)
-    changes.sync_queued(redis, sync)
     log.info("sync %s rescheduled in %.0f s: %s", sync.id, delay, reason)
     return f"sync {sync.id} {reason}"
 

@@ -3,6 +3,10 @@ own job does; and a sync that runs again carries its bar on from where it stood.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import pytest
 from flask import Flask
 
@@ -11,6 +15,7 @@ from models import SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
 from sync_jobs.changes import Change, ChangeKind, read_changes
 from sync_jobs.errors import GitHubUnavailableError
+from sync_jobs.keys import change_events_key
 from sync_jobs.pipeline import execute_sync
 from sync_jobs.progress import Phase, ProgressEvent, read_events
 from sync_jobs.redis_client import redis_connection
@@ -106,3 +111,50 @@ def test_a_sync_run_again_carries_its_bar_on(
         if c.kind in (ChangeKind.PROGRESS, ChangeKind.FINAL)
     ]
     assert pages == sorted(pages), pages
+
+
+def commands_while(action: Callable[[], object]) -> list[str]:
+    """The commands Redis ran while ``action`` did, in order (through MONITOR on a
+    connection of its own)."""
+    seen: list[str] = []
+    with redis_connection().monitor() as monitor:
+        done = threading.Event()
+
+        def record() -> None:
+            for command in monitor.listen():
+                seen.append(command["command"])
+                if done.is_set() and "monitor-stop" in command["command"]:
+                    return
+
+        reader = threading.Thread(target=record, daemon=True)
+        reader.start()
+        time.sleep(0.2)  # MONITOR is on before the action runs
+        action()
+        done.set()
+        redis_connection().get("monitor-stop")
+        reader.join(timeout=10)
+    return seen
+
+
+def announced_before_enqueued(commands: list[str], project_id: int, job_id: str) -> None:
+    change_key = change_events_key(project_id)
+    announced = next(i for i, c in enumerate(commands) if c.startswith("XADD") and change_key in c)
+    enqueued = next(i for i, c in enumerate(commands) if f"job:{job_id}" in c)
+    assert announced < enqueued, commands[min(announced, enqueued) : max(announced, enqueued) + 1]
+
+
+def test_a_page_hears_of_a_sync_before_a_worker_can_run_it(
+    app_context: Flask, tracked: Tracked
+) -> None:
+    """A worker may take a job the moment it exists and publish its progress: the
+    ``sync`` change must already be in the stream, or an open page sees the progress
+    (even the end) of a sync it was never told of."""
+    queued: list[int] = []
+    commands = commands_while(
+        lambda: queued.append(request_sync(tracked.project_id, trigger=SyncTrigger.PUSH).id)
+    )
+    announced_before_enqueued(commands, tracked.project_id, reload(queued[0]).rq_job_id or "")
+
+    lose_job(queued[0], running=False)
+    commands = commands_while(lambda: repair_syncs(redis_connection(), confirm_seconds=CONFIRM))
+    announced_before_enqueued(commands, tracked.project_id, reload(queued[0]).rq_job_id or "")
