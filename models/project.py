@@ -93,6 +93,12 @@ class ProjectSync(Model):
     # Asked to compare every file instead of the stored trees (``sync --full``, the API's
     # ``{"full": true}``); read by the job when it starts.
     full_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The push that asked for this sync, while no other request has joined it: the
+    # commits it moved the branch from and to. The job fetches ``pushed_after`` without
+    # asking for the branch head when ``pushed_before`` is the project's synced commit
+    # (see sync_jobs.scheduling, "pushed heads").
+    pushed_before: Mapped[GitSha | None]
+    pushed_after: Mapped[GitSha | None]
 
     sequence: Mapped[int | None]
     previous_sync_id: Mapped[int | None] = mapped_column(

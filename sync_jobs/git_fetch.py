@@ -10,7 +10,11 @@ commit, the changed trees and the new blobs no larger than ``SYNC_MAX_BLOB_BYTES
 
 Over git the resolve phase needs no REST call: ``ls-refs`` names the head commit and
 the pack's commit object its root tree (:func:`head_over_git`); a no-op is one
-``ls-refs``. The diff phase then takes the pack's trees (:func:`objects_over_git`).
+``ls-refs``. A sync that one push alone asked for, starting from the synced commit,
+skips ``ls-refs`` and fetches that push's ``after`` (one request a push,
+:func:`~sync_jobs.core.plan.pushed_want`); should that fetch fail (the commit was
+force-pushed away and collected), the sync asks for the head with ``ls-refs`` after all.
+The diff phase then takes the pack's trees (:func:`objects_over_git`).
 Should the git path fail, the branch head is read over REST and the sync runs there.
 
 The pack is spooled to a temporary file (in memory up to :data:`SPOOL_BYTES`),
@@ -58,7 +62,7 @@ from sync_jobs.core.packdiff import (
     parse_raw_tree,
     sized_trees,
 )
-from sync_jobs.core.plan import Transport, git_fetch_blocker
+from sync_jobs.core.plan import PushedHead, Transport, git_fetch_blocker, pushed_want
 from sync_jobs.errors import GitHubUnavailableError
 from sync_jobs.fetch import BlobWriter, Ticker, chunks, has_any_blob
 from sync_jobs.git_http import (
@@ -150,12 +154,14 @@ class GitDownload:
         branch: str,
         have: str | None,
         have_tree: str | None,
+        want: str | None = None,
     ) -> None:
         self.gh = gh
         self.transport = transport
         self.branch = branch
         self.have = have
         self.have_tree = have_tree
+        self.want = want
         self.token = ""
         self.commit: str | None = None
         self.objects: GitObjects | None = None
@@ -164,14 +170,37 @@ class GitDownload:
     def again(self) -> GitDownload:
         """The same fetch anew (it will send the connector's token of then)."""
         return GitDownload(
-            self.gh, self.transport, branch=self.branch, have=self.have, have_tree=self.have_tree
+            self.gh,
+            self.transport,
+            branch=self.branch,
+            have=self.have,
+            have_tree=self.have_tree,
+            want=self.want,
         )
 
     def read(self, writer: BlobWriter) -> Generator[ProgressEvent, None, BranchHead]:
         """Download the pack; store its blobs; the head with its tree. Yields the
         download's progress while the pack arrives and while it is unpacked."""
-        config = current_app.config
         self.token = self.gh.installation_token
+        if self.want is not None:
+            try:
+                return (yield from self._read(writer, known_head=self.want))
+            except GitCredentialsRefusedError:
+                raise
+            except GitTransportError as exc:
+                log.info(
+                    "pushed head %s of %s not fetched (%s); asking for the branch head",
+                    self.want[:12],
+                    self.gh.full_name,
+                    exc,
+                )
+                self.want = None
+        return (yield from self._read(writer, known_head=None))
+
+    def _read(
+        self, writer: BlobWriter, *, known_head: str | None
+    ) -> Generator[ProgressEvent, None, BranchHead]:
+        config = current_app.config
         spool = PackSpool()
 
         def download() -> str:
@@ -179,6 +208,7 @@ class GitDownload:
                 url=repository_git_url(config["GITHUB_API_URL"], self.gh.full_name),
                 token=self.token,
                 branch=self.branch,
+                known_head=known_head,
                 have=self.have,
                 write=spool.write,
                 stats=self.gh.stats,
@@ -224,9 +254,13 @@ def _receive(download: Callable[[], str], spool: PackSpool) -> Generator[Progres
     return outcome[0]
 
 
-def start_git_fetch(gh: GitHubConnector, project: Project) -> GitDownload | None:
+def start_git_fetch(
+    gh: GitHubConnector, project: Project, *, pushed: PushedHead | None = None
+) -> GitDownload | None:
     """The sync's fetch over git when ``SYNC_TRANSPORT`` and the project allow it
-    (:func:`~sync_jobs.core.plan.git_fetch_blocker`); None: the REST path only.
+    (:func:`~sync_jobs.core.plan.git_fetch_blocker`); None: the REST path only. It
+    fetches ``pushed.after`` without ``ls-refs`` when
+    :func:`~sync_jobs.core.plan.pushed_want` allows.
 
     The ``have`` is the project's current synced commit as read now; the pipeline
     reads it again after the branch head, and should another sync have moved it
@@ -245,12 +279,14 @@ def start_git_fetch(gh: GitHubConnector, project: Project) -> GitDownload | None
     if reason is not None:
         log.debug("not fetching %s over git: %s", gh.full_name, reason)
         return None
+    have = current.head_commit_sha if current else None
     return GitDownload(
         gh,
         transport,
         branch=project.branch,
-        have=current.head_commit_sha if current else None,
+        have=have,
         have_tree=current.head_tree_sha if current else None,
+        want=pushed_want(pushed, synced_commit=have),
     )
 
 

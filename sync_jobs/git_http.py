@@ -77,8 +77,17 @@ class _Response:
 class HttpxGitClient(AbstractHttpGitClient):
     """dulwich's smart HTTP client over one httpx client, every request counted."""
 
-    def __init__(self, url: str, *, token: str, timeout: float, stats: CallStats) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str,
+        timeout: float,
+        stats: CallStats,
+        known_refs: dict[bytes, bytes] | None = None,
+    ) -> None:
         super().__init__(url, thin_packs=False)
+        self._known_refs = known_refs
         self._http = httpx.Client(
             auth=httpx.BasicAuth("x-access-token", token),
             timeout=timeout,
@@ -102,8 +111,11 @@ class HttpxGitClient(AbstractHttpGitClient):
         a server that speaks it answers a command at once, and a round trip is saved.
         The capabilities this sync relies on (``fetch`` with ``shallow`` and
         ``filter``) are assumed; a server without them refuses the fetch, and the
-        sync goes on over REST."""
+        sync goes on over REST. With ``known_refs`` (the caller knows the head) no
+        request is sent at all."""
         self.protocol_version = 2
+        if self._known_refs is not None:
+            return dict(self._known_refs), ASSUMED_CAPABILITIES, base_url, {}, {}
         prefixes = [b"ref-prefix " + prefix for prefix in ref_prefix or ()]
         body = pkt_line(b"command=ls-refs\n") + b"0001" + pkt_seq(*prefixes)
         response, read = self._smart_request(service.decode("ascii"), base_url, body)
@@ -173,12 +185,14 @@ def download_pack(
     branch: str,
     have: str | None,
     write: Callable[[bytes], int],
+    known_head: str | None = None,
     stats: CallStats,
     timeout: float,
     blob_limit: int,
 ) -> str:
     """``ls-refs`` for the branch, then ``fetch`` its head, the pack's bytes handed to
-    ``write`` as they arrive; return the head.
+    ``write`` as they arrive; return the head. With ``known_head`` there is no
+    ``ls-refs``: that commit is fetched (one request).
 
     Nothing is fetched when the head is ``have``. Raises :class:`GitTransportError`.
     """
@@ -192,7 +206,8 @@ def download_pack(
         advertised.append(head.decode("ascii"))
         return [] if advertised[0] == have else [head]
 
-    client = HttpxGitClient(url, token=token, timeout=timeout, stats=stats)
+    known = {ref: known_head.encode("ascii")} if known_head else None
+    client = HttpxGitClient(url, token=token, timeout=timeout, stats=stats, known_refs=known)
     try:
         client.fetch_pack(
             "",

@@ -37,6 +37,7 @@ from models import (
     db,
 )
 from sync_jobs import payloads
+from sync_jobs.core.plan import PushedHead
 from sync_jobs.scheduling import request_sync
 
 Payload = Mapping[str, Any]
@@ -474,8 +475,11 @@ def ref_deleted(payload: Payload, *, delivery_id: str) -> Outcome:
 def push(payload: Payload, *, delivery_id: str) -> Outcome:
     """A push to a tracked branch requests a sync; the sync reads the branch's head then.
 
-    No SHA from the payload is passed on: deliveries can arrive out of order, and a
-    sync that reads the current head can never move a project backwards.
+    Deliveries can arrive out of order, so the payload's ``after`` is a hint, never the
+    head: it is passed on only for a push newer than every one heard of before
+    (:func:`_pushed_head`), and the sync fetches it without asking for the head only
+    when the push starts from the commit it has synced (see
+    :mod:`sync_jobs.scheduling`). A sync can never move a project backwards.
     """
     repository = _known_repository(payload)
     if repository is None:
@@ -501,11 +505,14 @@ def push(payload: Payload, *, delivery_id: str) -> Outcome:
             project.stopped_reason = None  # the branch was recreated: track it again
         else:
             return ignored(f"project {project.id} is stopped: {project.stopped_reason}")
+    pushed = _pushed_head(project, payload)
     recorded = _record_head(project, payload)
     db.session.commit()
     if not project.auto_sync:
         return ignored(f"project {project.id} has auto-sync off; {recorded}")
-    sync = request_sync(project.id, trigger=SyncTrigger.PUSH, delivery_id=delivery_id)
+    sync = request_sync(
+        project.id, trigger=SyncTrigger.PUSH, delivery_id=delivery_id, pushed=pushed
+    )
     return processed(f"sync {sync.id} of project {project.id} requested")
 
 
@@ -517,6 +524,23 @@ def _pushed_at(payload: Payload) -> datetime | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**33:
         return datetime.fromtimestamp(value, UTC)
     return _timestamp(value)
+
+
+def _pushed_head(project: Project, payload: Payload) -> PushedHead | None:
+    """The push's ``before`` and ``after`` for its sync, or None: only for a push whose
+    time on GitHub (``repository.pushed_at``, to the second) is later than every push
+    recorded before it. A push delivered late, or one in the same second as another
+    (whose order the payloads cannot tell, a force push back included), leaves its sync
+    to read the branch head."""
+    before, after, seen = payload.get("before"), payload.get("after"), _pushed_at(payload)
+    if not (isinstance(before, str) and GIT_SHA.fullmatch(before) and before != ZERO_SHA):
+        return None
+    if not (isinstance(after, str) and GIT_SHA.fullmatch(after)) or seen is None:
+        return None
+    stored = project.branch_head_seen_at
+    if stored is not None and seen <= stored:
+        return None
+    return PushedHead(before, after)
 
 
 def _record_head(project: Project, payload: Payload) -> str:

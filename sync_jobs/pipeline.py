@@ -36,7 +36,14 @@ from sync_jobs.apply import ApplyPlan, apply_sync, count_files, current_files, s
 from sync_jobs.connector import BranchHead, CallStats, GitHubConnector
 from sync_jobs.core.diff import Delta, diff_flat
 from sync_jobs.core.merkle import MerkleWalk
-from sync_jobs.core.plan import DeltaBase, FetchCosts, FetchStrategy, choose_fetch, delta_blocker
+from sync_jobs.core.plan import (
+    DeltaBase,
+    FetchCosts,
+    FetchStrategy,
+    PushedHead,
+    choose_fetch,
+    delta_blocker,
+)
 from sync_jobs.core.tree import build_trees
 from sync_jobs.errors import LostRaceError, PermanentSyncError, RepositoryNotFoundError
 from sync_jobs.fetch import (
@@ -235,13 +242,22 @@ def _attempt(attempt: Attempt) -> Events:
 
 
 def _resolve(attempt: Attempt) -> Generator[ProgressEvent, None, Resolved]:
-    """The branch head, read now (never taken from a webhook), and the current sync."""
+    """The branch head, read now, and the current sync.
+
+    Over git (when configured) ls-refs names the head and the pack's commit its tree,
+    or, for a sync its push alone asked for, the push's ``after`` is fetched at once
+    (:func:`~sync_jobs.git_fetch.start_git_fetch` says when that is safe); the REST
+    read is the fallback.
+    """
     sync, project, gh = attempt.sync, attempt.project, attempt.gh
     attempt.timer.enter("resolve")
     yield ProgressEvent(Phase.RESOLVE, 0, 1, f"reading the head of {project.branch}")
-    # Over git (when configured) ls-refs names the head and the pack's commit its tree;
-    # the REST read is the fallback.
-    download = start_git_fetch(gh, project)
+    pushed = (
+        PushedHead(sync.pushed_before, sync.pushed_after)
+        if sync.pushed_before and sync.pushed_after
+        else None
+    )
+    download = start_git_fetch(gh, project, pushed=pushed)
     head = (yield from head_over_git(download, attempt.repository.id)) or gh.branch_head(
         project.branch
     )

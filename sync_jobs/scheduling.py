@@ -25,6 +25,14 @@ How it is kept in Redis (keys from :mod:`sync_jobs.keys`):
   names that sync) and a new sync is created. No RQ TTL or registry maintenance is
   relied upon, and every run attempt has its own job id, so RQ's silent overwrite of
   an existing job id never comes into play.
+- Pushed heads: a sync a push queued remembers the push's ``before`` and ``after``
+  (:class:`PushedHead`, only when the receiver found the push newer than every one
+  heard of before), so its job can fetch ``after`` at once instead of asking GitHub for
+  the branch head first. The first request to join that queued sync forgets them (the
+  head may have moved since), with the same guard as a request making it full, and the
+  job trusts them only when ``before`` is the commit the project is synced to: a push
+  delivered late, or one that another sync overtook, then costs the ordinary read of
+  the branch head, never a step backwards.
 - RQ's own retries are not used for syncs: the job itself reschedules a sync after a
   transient failure or a rate limit (:mod:`sync_jobs.sync_job`), and the repair pass
   (:mod:`sync_jobs.repair`) re-enqueues syncs whose job died with its worker or was
@@ -47,6 +55,7 @@ from sqlalchemy import CursorResult, update
 
 from models import ProjectSync, SyncStatus, SyncTrigger, db
 from sync_jobs import changes, defaults
+from sync_jobs.core.plan import PushedHead
 from sync_jobs.errors import SyncReservationBusyError
 from sync_jobs.keys import sync_job_id, sync_lock_key, sync_pending_key, syncs_queue_name
 from sync_jobs.redis_client import redis_connection
@@ -188,13 +197,14 @@ def request_sync(
     trigger: SyncTrigger,
     delivery_id: str | None = None,
     full: bool = False,
+    pushed: PushedHead | None = None,
 ) -> ProjectSync:
     """Ask for a sync of a project; return the queued sync that will serve the request.
 
     Returns the project's already-queued sync if there is a live one (nothing is
-    enqueued); otherwise commits a new queued ProjectSync and enqueues its job. A
-    ``full`` request makes the queued sync full (:func:`_make_full`) or, when that sync
-    has started meanwhile, queues a new full one. Raises
+    enqueued); otherwise commits a new queued ProjectSync (remembering ``pushed``) and
+    enqueues its job. Joining a queued sync may change it (:func:`_join`); when that
+    sync has started meanwhile, a new one is queued. Raises
     ``SyncReservationBusyError`` if another request's reservation does not resolve in
     time, and ``redis.exceptions.RedisError`` if Redis is unreachable (the new row stays
     queued, and the repair pass enqueues it when Redis is back).
@@ -208,7 +218,13 @@ def request_sync(
             token = f"{RESERVATION_PREFIX}{uuid.uuid4().hex}"
             if redis.set(key, token, nx=True, px=defaults.SYNC_RESERVATION_TTL_MS):
                 return _create(
-                    redis, project_id, token, trigger=trigger, delivery_id=delivery_id, full=full
+                    redis,
+                    project_id,
+                    token,
+                    trigger=trigger,
+                    delivery_id=delivery_id,
+                    full=full,
+                    pushed=pushed,
                 )
             continue
         marker = raw.decode()
@@ -220,7 +236,7 @@ def request_sync(
             time.sleep(0.01)
             continue
         sync = queued_sync_if_live(redis, int(marker))
-        if sync is not None and (not full or _make_full(sync)):
+        if sync is not None and _join(sync, full=full):
             return sync
         if sync is None:
             delete_if_equal(redis, key, marker)
@@ -228,14 +244,21 @@ def request_sync(
             time.sleep(0.01)  # it started: its job clears the marker before it reads
 
 
-def _make_full(sync: ProjectSync) -> bool:
-    """Make a queued sync full, unless its job has started; True if it will run full.
+def _join(sync: ProjectSync, *, full: bool) -> bool:
+    """Make a queued sync serve one more request, unless its job has started; True if
+    it will. It runs full if the request asks, and forgets its pushed head (the branch
+    may have moved since that push, so the job must ask for the head itself).
 
-    The job counts its attempt (``attempts``) before it reads ``full_requested``, so
-    an update guarded by the attempt count seen here either lands before that read or
-    changes nothing (and the caller queues a new sync).
+    The job counts its attempt (``attempts``) before it reads ``full_requested`` and
+    the pushed head, so an update guarded by the attempt count seen here either lands
+    before that read or changes nothing (and the caller queues a new sync).
     """
-    if sync.full_requested:
+    changes: dict[str, Any] = {}
+    if full and not sync.full_requested:
+        changes["full_requested"] = True
+    if sync.pushed_after is not None or sync.pushed_before is not None:
+        changes.update(pushed_before=None, pushed_after=None)
+    if not changes:
         return True
     result: CursorResult[Any] = db.session.execute(  # type: ignore[assignment]
         update(ProjectSync)
@@ -244,7 +267,7 @@ def _make_full(sync: ProjectSync) -> bool:
             ProjectSync.status == SyncStatus.QUEUED,
             ProjectSync.attempts == sync.attempts,
         )
-        .values(full_requested=True)
+        .values(**changes)
         .execution_options(synchronize_session=False)
     )
     changed = result.rowcount
@@ -262,6 +285,7 @@ def _create(
     trigger: SyncTrigger,
     delivery_id: str | None,
     full: bool = False,
+    pushed: PushedHead | None = None,
 ) -> ProjectSync:
     """Commit a queued sync, then publish the marker and enqueue its job atomically."""
     key = sync_pending_key(project_id)
@@ -272,6 +296,8 @@ def _create(
             delivery_id=delivery_id,
             status=SyncStatus.QUEUED,
             full_requested=full,
+            pushed_before=pushed.before if pushed else None,
+            pushed_after=pushed.after if pushed else None,
         )
         db.session.add(sync)
         db.session.flush()

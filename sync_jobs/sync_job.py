@@ -200,9 +200,10 @@ def _run_claimed(redis: Redis, lock: Lock, sync: ProjectSync, job_id: str) -> st
     sync.retry_at = None
     sync.waiting_reason = None
     db.session.commit()
-    # Read after the attempt is counted: a request making this sync full
-    # (scheduling._make_full) either landed before, or saw the new count and queued
-    # another sync. A sync cancelled meanwhile (its project untracked) does not run.
+    # Read after the attempt is counted: a request joining this sync (scheduling._join:
+    # making it full, forgetting its pushed head) either landed before, or saw the new
+    # count and queued another sync. The pipeline reads the pushed head from this row.
+    # A sync cancelled meanwhile (its project untracked) does not run.
     sync_id, full = sync.id, sync.full_requested
     if SyncStatus(sync.status).is_final:
         return f"sync {sync_id} is already {sync.status}"

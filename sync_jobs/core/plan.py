@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from sync_jobs.core.content import DecodedText, decode_text, is_binary
 from sync_jobs.core.tree import MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK
@@ -197,3 +198,22 @@ def git_fetch_blocker(
     if base_commit is None and any_blob_stored and transport is Transport.AUTO:
         return "no synced commit to negotiate from, and the repository's blobs are stored"
     return None
+
+
+class PushedHead(NamedTuple):
+    """A push's ``before`` and ``after`` commits, as its webhook named them."""
+
+    before: str
+    after: str
+
+
+def pushed_want(pushed: PushedHead | None, *, synced_commit: str | None) -> str | None:
+    """The commit a sync may fetch without asking for the branch head: the push's
+    ``after``, when the push started from the commit the project is synced to.
+
+    A push that did not start there was delivered late or overtaken by another sync:
+    its ``after`` may be behind the branch, so the head is read as for any sync.
+    """
+    if pushed is None or synced_commit is None or pushed.before != synced_commit:
+        return None
+    return pushed.after

@@ -5,9 +5,11 @@ from sync_jobs.core.plan import (
     DeltaBase,
     FetchCosts,
     FetchStrategy,
+    PushedHead,
     choose_fetch,
     classify_content,
     delta_blocker,
+    pushed_want,
     tar_member_mode,
     tar_member_path,
 )
@@ -50,3 +52,11 @@ def test_tar_members_map_to_paths_and_modes() -> None:
     assert tar_member_mode(is_symlink=True, permissions=0o777) == "120000"
     assert tar_member_mode(is_symlink=False, permissions=0o755) == "100755"
     assert tar_member_mode(is_symlink=False, permissions=0o644) == "100644"
+
+
+def test_a_pushed_head_is_fetched_only_from_the_synced_commit() -> None:
+    push = PushedHead(before="a" * 40, after="b" * 40)
+    assert pushed_want(push, synced_commit="a" * 40) == "b" * 40
+    assert pushed_want(push, synced_commit="c" * 40) is None  # late, or overtaken
+    assert pushed_want(push, synced_commit=None) is None  # a first sync asks
+    assert pushed_want(None, synced_commit="a" * 40) is None
