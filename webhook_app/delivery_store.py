@@ -25,8 +25,10 @@ connection. Rows that retry finds already stored are counted as new: the first
 attempt may have committed before its connection died, and a delivery stored earlier
 would only be enqueued again, which processing ignores (it is final or in hand).
 
-The statement is built once per dialect; SQLAlchemy caches its compiled form, so a
-batch only renders its VALUES list.
+The statement is SQL text, built once per batch size (:func:`_statement`): SQLAlchemy
+does not cache the compiled form of a dialect's ``insert().on_conflict_do_nothing()``
+(its ``Insert`` sets ``inherit_cache = False``), which cost every request a fresh
+compilation; a ``text()`` with typed bind parameters is compiled once and cached.
 """
 
 from __future__ import annotations
@@ -41,8 +43,7 @@ from typing import Any
 from flask import Flask, current_app
 from redis.exceptions import RedisError
 from rq import Queue
-from sqlalchemy import Insert, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import TextClause, bindparam, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 
@@ -195,25 +196,56 @@ def _insert_retrying(engine: Engine, items: list[Pending]) -> set[str]:
 
 
 def _insert(engine: Engine, items: list[Pending]) -> set[str]:
+    parameters = {
+        f"{column}_{number}": item.row[column]
+        for number, item in enumerate(items)
+        for column in ROW_COLUMNS
+    }
     with engine.connect() as connection:
-        result = connection.execute(_statement(engine), [item.row for item in items])
+        result = connection.execute(_statement(len(items)), parameters)
         return set(result.scalars())
 
 
-_STATEMENTS: dict[str, Insert] = {}
+ROW_COLUMNS = (
+    "delivery_id",
+    "event",
+    "action",
+    "hook_id",
+    "installation_github_id",
+    "repository_github_id",
+    "payload",
+    "form_encoded",
+    "status",
+    "status_reason",
+    "attempts",
+    "received_at",
+)
+"""The columns of a receiver's row (``webhook_app.webhooks._row``), in VALUES order."""
+
+_STATEMENTS: dict[int, TextClause] = {}
 
 
-def _statement(engine: Engine) -> Insert:
-    name = engine.dialect.name
-    statement = _STATEMENTS.get(name)
+def _statement(rows: int) -> TextClause:
+    """``INSERT ... VALUES (...), ... ON CONFLICT (delivery_id) DO NOTHING RETURNING
+    delivery_id`` for ``rows`` rows (PostgreSQL's syntax, which SQLite shares), its bind
+    parameters typed by the model's columns so values convert as the ORM would."""
+    statement = _STATEMENTS.get(rows)
     if statement is None:
-        dialect_insert = postgresql.insert if name == "postgresql" else sqlite.insert
-        statement = (
-            dialect_insert(WebhookDelivery)
-            .on_conflict_do_nothing(index_elements=[WebhookDelivery.delivery_id])
-            .returning(WebhookDelivery.delivery_id)
+        table = WebhookDelivery.__table__
+        values = ", ".join(
+            "(" + ", ".join(f":{column}_{n}" for column in ROW_COLUMNS) + ")" for n in range(rows)
         )
-        _STATEMENTS[name] = statement
+        statement = text(
+            f"INSERT INTO {WebhookDelivery.__tablename__} ({', '.join(ROW_COLUMNS)}) VALUES {values} "
+            "ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
+        ).bindparams(
+            *(
+                bindparam(f"{column}_{n}", type_=table.c[column].type)
+                for n in range(rows)
+                for column in ROW_COLUMNS
+            )
+        )
+        _STATEMENTS[rows] = statement
     return statement
 
 

@@ -9,7 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from rq.job import Job
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine.default import CACHE_HIT
 
 from models import DeliveryStatus, WebhookDelivery, db
 from sync_jobs.keys import delivery_job_id
@@ -17,6 +18,7 @@ from sync_jobs.redis_client import redis_connection
 from tests.conftest import TEST_WEBHOOK_SECRET, base_settings
 from tests.webhooks.conftest import PAYLOADS, deliver, encode, payload, queued_count, signed_headers
 from webhook_app import create_app
+from webhook_app.database import receiver_engine
 
 HANDLED = sorted(p.stem for p in PAYLOADS.glob("*.json") if not p.stem.startswith("ping"))
 
@@ -333,3 +335,23 @@ def test_enqueue_writes_what_rq_enqueue_call_writes(app: Flask) -> None:
         job = Job.fetch(delivery_job_id("ours"), connection=redis)
         assert (job.func_name, job.args, job.retries_left) == (PROCESS_DELIVERY, ("ours",), 2)
         assert job.get_status() == "queued"
+
+
+def test_storing_a_delivery_compiles_no_sql(app: Flask, client: FlaskClient) -> None:
+    """After the first delivery, the receiver's INSERT comes from SQLAlchemy's compiled
+    cache: compiling it again on every request was a good part of its CPU."""
+    hits: list[object] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, _p: Any, context: Any, _m: Any) -> None:
+        if statement.startswith("INSERT INTO webhook_delivery"):
+            hits.append(context.cache_hit)
+
+    engine = receiver_engine(app)
+    event.listen(engine, "after_cursor_execute", seen)
+    try:
+        for _ in range(3):
+            assert deliver(client, "push", payload("push")).status_code == 202
+    finally:
+        event.remove(engine, "after_cursor_execute", seen)
+    assert len(hits) == 3
+    assert all(hit is CACHE_HIT for hit in hits[1:]), hits
