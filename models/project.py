@@ -9,7 +9,7 @@ from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, false, 
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from models.base import GitSha, Model, db, str_enum, utcnow
-from models.enums import SyncStatus, SyncTrigger
+from models.enums import SyncMode, SyncStatus, SyncTrigger
 
 if TYPE_CHECKING:
     from models.github import Repository
@@ -125,9 +125,10 @@ class ProjectSync(Model):
     # ("waiting for GitHub's rate limit until 14:05 UTC").
     retry_at: Mapped[datetime | None]
     waiting_reason: Mapped[str | None] = mapped_column(Text)
-    # How the sync ran: "delta", "full", "restore" or "noop", plus how content came
-    # ("+blobs", "+tarball"); and, for a full sync, why a delta was not possible.
-    mode: Mapped[str | None] = mapped_column(String(32))
+    # How the sync ran (SyncMode: "delta", "full", "restore" or "noop", plus how content
+    # came, "+blobs", "+git", ...); the database refuses any other value. And, for a
+    # full sync, why a delta was not possible.
+    mode: Mapped[SyncMode | None] = mapped_column(str_enum(SyncMode, length=32, check="mode"))
     full_sync_reason: Mapped[str | None] = mapped_column(Text)
     # Seconds spent in each phase (resolve, diff, fetch, apply).
     phase_seconds: Mapped[dict[str, float] | None] = mapped_column(JSON)

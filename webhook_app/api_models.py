@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models import SyncStatus, SyncTrigger
+from models import SyncMode, SyncStatus, SyncTrigger
 from sync_jobs import defaults
 from sync_jobs.progress import Phase
 
@@ -158,7 +158,10 @@ class Sync(Answer):
     files: FileCounts
     api_calls: int
     bytes_fetched: int
-    mode: str | None = Field(description="How it ran: delta, full, restore or noop, and more.")
+    mode: SyncMode | None = Field(
+        description="How it ran: what it compared (delta, full) and how content came "
+        "(+blobs, +tarball, +git, +git+blobs), or noop, restore; null until it ran."
+    )
     full_sync_reason: str | None
     phase_seconds: dict[str, float] | None
     queued_at: DateTime
