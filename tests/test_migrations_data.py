@@ -26,6 +26,7 @@ from .conftest import base_settings
 
 BEFORE_SYNC_MODE = "fec9bb8cb9f2"
 SYNC_MODE = "9b7945b7ba03"
+STOP_KIND = "d69c3232a68c"
 
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
@@ -255,4 +256,74 @@ def test_sync_mode_constraint_keeps_every_row(migrating_app: Flask) -> None:
     flask_migrate.downgrade(revision=BEFORE_SYNC_MODE)
     assert snapshot() == normalised
     assert not refused("UPDATE project_sync SET mode = 'sideways' WHERE id = 1")
+    assert_sqlite_foreign_keys_on()
+
+
+# Stopped projects as each cause worded its reason, and the kind each must get.
+STOPS = {
+    3: ("release", "the branch release was deleted on GitHub", "branch_deleted"),
+    # The wording of a branch deletion, but of another branch: never undone by a push.
+    4: ("topic", "the branch main was deleted on GitHub", "other"),
+    5: ("uninstalled", "the App was uninstalled from octo-org", "app_uninstalled"),
+    6: ("deleted", "the repository octo-org/widgets was deleted on GitHub",
+        "repository_deleted"),
+    7: ("moved", "transferred to new-owner/widgets; not synced until the App is installed "
+        "on it there", "repository_transferred"),
+    8: ("by-hand", "paused by hand", "other"),
+}
+
+
+def insert_stopped_projects(connection: Connection, tables: MetaData) -> None:
+    project = tables.tables["project"]
+    connection.execute(project.insert(), [
+        {"id": id_, "repository_id": 1, "branch": branch, "stopped_reason": reason,
+         "auto_sync": True, "tracked": True, "created_at": _at(0), "updated_at": _at(0)}
+        for id_, (branch, reason, _kind) in STOPS.items()
+    ])
+
+
+def stop_kinds() -> dict[int, str | None]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, stop_kind FROM project"))
+        return {id_: kind for id_, kind in rows}
+
+
+def test_stop_kind_backfill_keeps_every_row(migrating_app: Flask) -> None:
+    flask_migrate.upgrade(revision=BEFORE_SYNC_MODE)
+    with db.engine.begin() as connection:
+        insert_data(connection, reflected())
+    flask_migrate.upgrade(revision=SYNC_MODE)
+    with db.engine.begin() as connection:
+        insert_stopped_projects(connection, reflected())
+    before = snapshot()
+
+    flask_migrate.upgrade(revision=STOP_KIND)
+    assert snapshot(leave_out=("project.stop_kind",)) == before
+    assert stop_kinds() == {
+        1: None,
+        2: "repository_removed",
+        **{id_: kind for id_, (_branch, _reason, kind) in STOPS.items()},
+    }
+    assert refused("UPDATE project SET stop_kind = 'bored' WHERE id = 1")
+    assert not refused("UPDATE project SET stop_kind = 'branch_deleted' WHERE id = 1")
+    assert_sqlite_foreign_keys_on()
+
+    flask_migrate.downgrade(revision=SYNC_MODE)
+    assert snapshot() == before
+    assert_sqlite_foreign_keys_on()
+
+
+def test_every_row_survives_both_revisions_and_back(migrating_app: Flask) -> None:
+    flask_migrate.upgrade(revision=BEFORE_SYNC_MODE)
+    with db.engine.begin() as connection:
+        insert_data(connection, reflected())
+    normalised = with_modes(snapshot(), {3: "delta", 4: None})
+
+    flask_migrate.upgrade()
+    assert snapshot(leave_out=("project.stop_kind",)) == normalised
+    assert stop_kinds() == {1: None, 2: "repository_removed"}
+    assert_sqlite_foreign_keys_on()
+
+    flask_migrate.downgrade(revision=BEFORE_SYNC_MODE)
+    assert snapshot() == normalised
     assert_sqlite_foreign_keys_on()

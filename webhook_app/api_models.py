@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models import SyncMode, SyncStatus, SyncTrigger
+from models import StopKind, SyncMode, SyncStatus, SyncTrigger
 from sync_jobs import defaults
 from sync_jobs.progress import Phase
 
@@ -177,6 +177,12 @@ class Sync(Answer):
     delivery_id: str | None
 
 
+ProjectStopKind = Annotated[
+    StopKind | None, Field(description="Why the project stopped syncing; null while it syncs.")
+]
+StoppedReason = Annotated[str | None, Field(description="Why it stopped, in words for people.")]
+
+
 class Project(Answer):
     """A tracked (or once tracked) branch of a repository."""
 
@@ -188,7 +194,8 @@ class Project(Answer):
     auto_sync: bool
     tracked: bool
     untracked_at: DateTime | None
-    stopped_reason: str | None
+    stop_kind: ProjectStopKind
+    stopped_reason: StoppedReason
     current_sync: Sync | None
 
 
@@ -235,7 +242,8 @@ class Branch(Answer):
     default: bool
     project_id: int
     auto_sync: bool
-    stopped_reason: str | None
+    stop_kind: ProjectStopKind
+    stopped_reason: StoppedReason
     current_sync: Sync | None
 
 
