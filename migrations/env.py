@@ -6,6 +6,7 @@ from typing import Any
 
 from alembic import context
 from flask import current_app
+from sqlalchemy.engine import Connection
 
 config = context.config
 # Keep the app's own loggers alive when migrations run inside a test or the app.
@@ -39,6 +40,28 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Turn SQLite's foreign key enforcement on or off for this connection.
+
+    SQLite ignores the pragma inside a transaction, so it is set between transactions
+    (committed at once) and read back: a migration never runs believing it is off.
+    """
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.commit()
+    state = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+    connection.commit()
+    if bool(state) != on:
+        raise RuntimeError(f"SQLite did not turn foreign keys {'on' if on else 'off'}")
+
+
+def _sqlite_check_foreign_keys(connection: Connection) -> None:
+    """Fail the migration (its transaction rolls back) if a row points at nothing."""
+    problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchmany(10)
+    if problems:
+        shown = ", ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in problems)
+        raise RuntimeError(f"rows break foreign keys after migrating: {shown}")
+
+
 def run_migrations_online() -> None:
     def process_revision_directives(context: Any, revision: Any, directives: Any) -> None:
         # Don't write an empty revision when nothing changed.
@@ -52,9 +75,23 @@ def run_migrations_online() -> None:
     conf_args.setdefault("process_revision_directives", process_revision_directives)
 
     with get_engine().connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+        # On SQLite, adding or dropping a constraint rebuilds the table (batch mode: copy,
+        # drop, rename), and with foreign keys on, dropping the old table cascades to
+        # every row that references it. SQLite's own procedure for such changes is
+        # followed instead: foreign keys off for the migrations, checked before their
+        # transaction commits, on again before the connection goes back to the pool.
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_foreign_keys(connection, on=False)
+        try:
+            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    _sqlite_check_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=True)
 
 
 if context.is_offline_mode():

@@ -7,7 +7,7 @@ Alembic autogenerate compares the migrations against.
 from models.base import Base, db
 from models.content import Blob, GitTree, MemoryEntry, RepositoryFile
 from models.delivery import WebhookDelivery
-from models.enums import DeliveryStatus, SyncStatus, SyncTrigger
+from models.enums import DeliveryStatus, StopKind, SyncMode, SyncStatus, SyncTrigger
 from models.github import Installation, Repository
 from models.maintenance import MaintenanceCheckpoint, RedeliveryRequest
 from models.project import Project, ProjectSync, SyncRequest
@@ -25,6 +25,8 @@ __all__ = [
     "RedeliveryRequest",
     "Repository",
     "RepositoryFile",
+    "StopKind",
+    "SyncMode",
     "SyncRequest",
     "SyncStatus",
     "SyncTrigger",

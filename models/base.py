@@ -40,13 +40,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def str_enum(enum: type[Enum]) -> SAEnum:
-    """Store a ``str`` Enum as its value in a plain VARCHAR (no database enum type to migrate)."""
+def str_enum(enum: type[Enum], *, length: int = 16, check: str | None = None) -> SAEnum:
+    """Store a ``str`` Enum as its value in a plain VARCHAR (no database enum type to migrate).
+
+    ``length`` must hold the longest value. With ``check``, the database also refuses
+    any other value: a CHECK constraint named ``ck_<table>_<check>`` (the naming
+    convention) lists the values, so a value added to the Enum needs a migration that
+    replaces the constraint.
+    """
     return SAEnum(
         enum,
         native_enum=False,
-        create_constraint=False,
-        length=16,
+        create_constraint=check is not None,
+        name=check,
+        length=length,
         values_callable=lambda members: [member.value for member in members],
         validate_strings=True,
     )

@@ -70,6 +70,20 @@ class SyncMode(StrEnum):
         return cls(source)
 
 
+class StopKind(StrEnum):
+    """Why a project stopped syncing (``Project.stop_kind``), for code to decide by;
+    ``Project.stopped_reason`` says the same in words, for people."""
+
+    APP_UNINSTALLED = "app_uninstalled"  # the App was uninstalled from the account
+    REPOSITORY_REMOVED = "repository_removed"  # removed from the installation's repositories
+    REPOSITORY_DELETED = "repository_deleted"  # deleted on GitHub
+    # Transferred to an owner the App is not installed on.
+    REPOSITORY_TRANSFERRED = "repository_transferred"
+    BRANCH_DELETED = "branch_deleted"  # the one stop a push can undo (the branch created again)
+    # A stop recorded before stops had kinds, whose reason is none of the wordings above.
+    OTHER = "other"
+
+
 class DeliveryStatus(StrEnum):
     """Processing state of a stored webhook delivery (the outbox)."""
 

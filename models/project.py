@@ -9,7 +9,7 @@ from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, false, 
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from models.base import GitSha, Model, db, str_enum, utcnow
-from models.enums import SyncStatus, SyncTrigger
+from models.enums import StopKind, SyncMode, SyncStatus, SyncTrigger
 
 if TYPE_CHECKING:
     from models.github import Repository
@@ -38,8 +38,12 @@ class Project(Model):
     current_sync_id: Mapped[int | None] = mapped_column(
         ForeignKey("project_sync.id", use_alter=True, ondelete="SET NULL"), index=True
     )
-    # Why the project stopped syncing (branch deleted, repository removed, ...); shown
-    # to people as is. None while the project syncs normally.
+    # Why the project stopped syncing: the kind for code to decide by, the reason in
+    # words shown to people as is. Both None while the project syncs normally; written
+    # only together, by stop() and resume().
+    stop_kind: Mapped[StopKind | None] = mapped_column(
+        str_enum(StopKind, length=32, check="stop_kind")
+    )
     stopped_reason: Mapped[str | None] = mapped_column(Text)
     # The ETag of the last branch read by the drift reconciler: its next read is a
     # conditional request, which GitHub answers 304 without counting it against the
@@ -65,6 +69,21 @@ class Project(Model):
         order_by="ProjectSync.id.desc()",
         passive_deletes=True,
     )
+
+    def stop(self, kind: StopKind, reason: str) -> bool:
+        """Stop syncing for ``kind``, explained to people by ``reason``. A project
+        already stopped keeps its first cause; returns whether this call stopped it."""
+        if self.stopped_reason is not None:
+            return False
+        self.stop_kind, self.stopped_reason = kind, reason
+        return True
+
+    def resume(self) -> bool:
+        """Clear the stop (kind and reason); returns whether the project was stopped."""
+        if self.stopped_reason is None and self.stop_kind is None:
+            return False
+        self.stop_kind = self.stopped_reason = None
+        return True
 
     def __repr__(self) -> str:
         return f"<Project {self.id} repository={self.repository_id} branch={self.branch!r}>"
@@ -131,9 +150,10 @@ class ProjectSync(Model):
     # ("waiting for GitHub's rate limit until 14:05 UTC").
     retry_at: Mapped[datetime | None]
     waiting_reason: Mapped[str | None] = mapped_column(Text)
-    # How the sync ran: "delta", "full", "restore" or "noop", plus how content came
-    # ("+blobs", "+tarball"); and, for a full sync, why a delta was not possible.
-    mode: Mapped[str | None] = mapped_column(String(32))
+    # How the sync ran (SyncMode: "delta", "full", "restore" or "noop", plus how content
+    # came, "+blobs", "+git", ...); the database refuses any other value. And, for a
+    # full sync, why a delta was not possible.
+    mode: Mapped[SyncMode | None] = mapped_column(str_enum(SyncMode, length=32, check="mode"))
     full_sync_reason: Mapped[str | None] = mapped_column(Text)
     # Seconds spent in each phase (resolve, diff, fetch, apply).
     phase_seconds: Mapped[dict[str, float] | None] = mapped_column(JSON)

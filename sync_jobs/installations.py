@@ -33,6 +33,7 @@ from models import (
     Project,
     ProjectSync,
     Repository,
+    StopKind,
     SyncTrigger,
     db,
 )
@@ -215,33 +216,24 @@ def _track(repository: Repository) -> Project | None:
         db.session.add(project)
         db.session.flush()
         return project
-    if project.stopped_reason is not None:
-        project.stopped_reason = None
+    if project.resume():
         return project
     return None
 
 
 def branch_deleted_reason(branch: str) -> str:
-    """The stop reason of a project whose branch was deleted on GitHub.
-
-    The one stop a push can undo (the branch created again), and the project records
-    only the reason's text, not its kind: so this is the one place that writes it and
-    :func:`_stopped_by_branch_deletion` the one that recognises it, by equality with
-    what is written here, never by reading the words."""
+    """The stop reason, in words, of a project whose branch was deleted on GitHub."""
     return f"the branch {branch} was deleted on GitHub"
 
 
 def _stopped_by_branch_deletion(project: Project) -> bool:
-    return project.stopped_reason == branch_deleted_reason(project.branch)
+    """The one stop a push can undo: the branch created again."""
+    return project.stop_kind == StopKind.BRANCH_DELETED
 
 
-def _stop(projects: Iterable[Project], reason: str) -> int:
-    count = 0
-    for project in projects:
-        if project.stopped_reason is None:
-            project.stopped_reason = reason
-            count += 1
-    return count
+def _stop(projects: Iterable[Project], kind: StopKind, reason: str) -> int:
+    """Stop the projects not stopped yet (:meth:`Project.stop`); returns how many."""
+    return sum(project.stop(kind, reason) for project in projects)
 
 
 def _purge(repository_ids: list[int]) -> None:
@@ -264,7 +256,7 @@ def _purge(repository_ids: list[int]) -> None:
     db.session.execute(delete(Repository).where(Repository.id.in_(repository_ids)))
 
 
-def _remove(repositories: list[Repository], reason: str) -> str:
+def _remove(repositories: list[Repository], kind: StopKind, reason: str) -> str:
     """Stop tracking repositories: keep their data readable, or purge it (the setting)."""
     if current_app.config["PURGE_ON_UNINSTALL"]:
         _purge([repository.id for repository in repositories])
@@ -273,7 +265,7 @@ def _remove(repositories: list[Repository], reason: str) -> str:
     for repository in repositories:
         if repository.removed_at is None:
             repository.removed_at = _now()
-        stopped += _stop(_projects(repository), reason)
+        stopped += _stop(_projects(repository), kind, reason)
     return f"stopped {stopped} projects of {len(repositories)} repositories ({reason})"
 
 
@@ -344,7 +336,11 @@ def installation_deleted(payload: Payload, *, delivery_id: str) -> Outcome:
     repositories = list(
         db.session.scalars(select(Repository).filter_by(installation_id=installation.id))
     )
-    reason = _remove(repositories, f"the App was uninstalled from {installation.account_login}")
+    reason = _remove(
+        repositories,
+        StopKind.APP_UNINSTALLED,
+        f"the App was uninstalled from {installation.account_login}",
+    )
     db.session.commit()
     return processed(reason)
 
@@ -407,7 +403,11 @@ def repositories_removed(payload: Payload, *, delivery_id: str) -> Outcome:
         for index, summary in enumerate(payloads.mappings(payload.get(field), field=field))
     ]
     repositories = list(db.session.scalars(select(Repository).where(Repository.github_id.in_(ids))))
-    reason = _remove(repositories, "the repository was removed from the installation")
+    reason = _remove(
+        repositories,
+        StopKind.REPOSITORY_REMOVED,
+        "the repository was removed from the installation",
+    )
     db.session.commit()
     return processed(reason)
 
@@ -437,8 +437,12 @@ def repository_updated(payload: Payload, *, delivery_id: str) -> Outcome:
     repository = _repository(_summary(payload["repository"], field="repository"), claimed)
     if transferred and claimed is None:
         repository.installation = None
-        _stop(_projects(repository), f"transferred to {repository.full_name}; not synced "
-              "until the App is installed on it there")
+        _stop(
+            _projects(repository),
+            StopKind.REPOSITORY_TRANSFERRED,
+            f"transferred to {repository.full_name}; not synced "
+            "until the App is installed on it there",
+        )
     db.session.commit()
     return processed(f"repository is now {repository.full_name}")
 
@@ -447,7 +451,11 @@ def repository_deleted(payload: Payload, *, delivery_id: str) -> Outcome:
     repository = _known_repository(payload)
     if repository is None:
         return ignored("repository is not tracked by any installation")
-    reason = _remove([repository], f"the repository {repository.full_name} was deleted on GitHub")
+    reason = _remove(
+        [repository],
+        StopKind.REPOSITORY_DELETED,
+        f"the repository {repository.full_name} was deleted on GitHub",
+    )
     db.session.commit()
     return processed(reason)
 
@@ -458,7 +466,7 @@ def _branch_deleted(repository: Repository, branch: str) -> Outcome:
     )
     if project is None:
         return ignored(f"branch {branch} is not tracked")
-    _stop([project], branch_deleted_reason(branch))
+    _stop([project], StopKind.BRANCH_DELETED, branch_deleted_reason(branch))
     db.session.commit()
     return processed(f"project {project.id} stopped: branch {branch} deleted")
 
@@ -502,7 +510,7 @@ def push(payload: Payload, *, delivery_id: str) -> Outcome:
         return ignored(f"branch {branch} is not tracked")
     if project.stopped_reason is not None:
         if payload.get("created") and _stopped_by_branch_deletion(project):
-            project.stopped_reason = None  # the branch was recreated: track it again
+            project.resume()  # the branch was recreated: track it again
         else:
             return ignored(f"project {project.id} is stopped: {project.stopped_reason}")
     pushed = _pushed_head(project, payload)

@@ -237,6 +237,7 @@ def list_branches(project_id: int) -> ResponseReturnValue:
             "default": p.branch == repository.default_branch,
             "project_id": p.id,
             "auto_sync": p.auto_sync,
+            "stop_kind": p.stop_kind,
             "stopped_reason": p.stopped_reason,
             "current_sync": sync_summary(p.current_sync),
         }

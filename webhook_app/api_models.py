@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models import SyncStatus, SyncTrigger
+from models import StopKind, SyncMode, SyncStatus, SyncTrigger
 from sync_jobs import defaults
 from sync_jobs.progress import Phase
 
@@ -158,7 +158,10 @@ class Sync(Answer):
     files: FileCounts
     api_calls: int
     bytes_fetched: int
-    mode: str | None = Field(description="How it ran: delta, full, restore or noop, and more.")
+    mode: SyncMode | None = Field(
+        description="How it ran: what it compared (delta, full) and how content came "
+        "(+blobs, +tarball, +git, +git+blobs), or noop, restore; null until it ran."
+    )
     full_sync_reason: str | None
     phase_seconds: dict[str, float] | None
     queued_at: DateTime
@@ -174,6 +177,12 @@ class Sync(Answer):
     delivery_id: str | None
 
 
+ProjectStopKind = Annotated[
+    StopKind | None, Field(description="Why the project stopped syncing; null while it syncs.")
+]
+StoppedReason = Annotated[str | None, Field(description="Why it stopped, in words for people.")]
+
+
 class Project(Answer):
     """A tracked (or once tracked) branch of a repository."""
 
@@ -185,7 +194,8 @@ class Project(Answer):
     auto_sync: bool
     tracked: bool
     untracked_at: DateTime | None
-    stopped_reason: str | None
+    stop_kind: ProjectStopKind
+    stopped_reason: StoppedReason
     current_sync: Sync | None
 
 
@@ -232,7 +242,8 @@ class Branch(Answer):
     default: bool
     project_id: int
     auto_sync: bool
-    stopped_reason: str | None
+    stop_kind: ProjectStopKind
+    stopped_reason: StoppedReason
     current_sync: Sync | None
 
 

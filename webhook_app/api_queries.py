@@ -275,6 +275,7 @@ def project_summary(project: Project) -> dict[str, Any]:
         "auto_sync": project.auto_sync,
         "tracked": project.tracked,
         "untracked_at": _time(project.untracked_at),
+        "stop_kind": project.stop_kind,
         "stopped_reason": project.stopped_reason,
         "current_sync": sync_summary(project.current_sync),
     }

@@ -20,6 +20,7 @@ def test_projects_lists_current_sync(client: FlaskClient, synced: Tracked) -> No
     (project,) = answer.json["items"]
     assert project["repository"] == "octo/repo" and project["branch"] == "main"
     assert project["auto_sync"] is True and project["stopped_reason"] is None
+    assert project["stop_kind"] is None
     current = project["current_sync"]
     assert current["status"] == "succeeded" and current["sequence"] == 2
     assert current["head_commit_sha"] == synced.history.head

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from github_emulator import EmulatorServer
 from github_emulator.receiver import WebhookReceiver
-from models import Installation, Project, Repository, db
+from models import Installation, Project, Repository, StopKind, db
 from sync_jobs import installations
 from webhook_app.auth import forget_listing
 
@@ -97,3 +97,4 @@ def test_a_transfer_no_installation_claims_hides_the_repository(
         assert row.installation is None
         project = db.session.scalars(select(Project)).one()
         assert project.stopped_reason and "initech/widgets" in project.stopped_reason
+        assert project.stop_kind == StopKind.REPOSITORY_TRANSFERRED

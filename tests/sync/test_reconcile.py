@@ -29,6 +29,7 @@ from models import (
     ProjectSync,
     RedeliveryRequest,
     Repository,
+    StopKind,
     SyncStatus,
     SyncTrigger,
     WebhookDelivery,
@@ -151,7 +152,9 @@ def test_only_tracked_projects_are_polled_and_a_never_synced_one_gets_a_sync(
         reason: track(github_emulator, tmp_path / reason, name=reason, files=3)
         for reason in ("stopped", "manual", "removed", "suspended")
     }
-    project(others["stopped"].project_id).stopped_reason = "the branch main was deleted on GitHub"
+    project(others["stopped"].project_id).stop(
+        StopKind.BRANCH_DELETED, "the branch main was deleted on GitHub"
+    )
     project(others["manual"].project_id).auto_sync = False
     repository = db.session.get_one(Repository, others["removed"].repository_id)
     repository.removed_at = datetime.now(UTC)

@@ -13,7 +13,7 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from models import Project, ProjectSync, SyncStatus, SyncTrigger, db
+from models import Project, ProjectSync, StopKind, SyncStatus, SyncTrigger, db
 from sync_jobs import defaults
 from sync_jobs.keys import SYNCS_QUEUE, sync_lock_key, sync_pending_key
 from sync_jobs.redis_client import redis_connection
@@ -199,7 +199,7 @@ def test_a_project_never_synced_gets_its_first_sync(app_context: Flask, tracked:
     assert repair_syncs(redis_connection(), confirm_seconds=CONFIRM).first_syncs == 0
     # A stopped project is not restarted behind a person's back.
     project = db.session.get_one(Project, tracked.project_id)
-    project.stopped_reason = "stopped"
+    project.stop(StopKind.OTHER, "stopped")
     db.session.execute(ProjectSync.__table__.delete())
     db.session.commit()
     assert repair_syncs(redis_connection(), confirm_seconds=CONFIRM).first_syncs == 0

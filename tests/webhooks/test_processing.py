@@ -21,6 +21,7 @@ from models import (
     Project,
     ProjectSync,
     Repository,
+    StopKind,
     SyncStatus,
     SyncTrigger,
     WebhookDelivery,
@@ -68,7 +69,7 @@ def snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
                 for r in db.session.scalars(select(Repository).order_by(Repository.id))
             ],
             "projects": [
-                (p.id, p.repository_id, p.branch, p.stopped_reason)
+                (p.id, p.repository_id, p.branch, p.stopped_reason, p.stop_kind)
                 for p in db.session.scalars(select(Project).order_by(Project.id))
             ],
             "syncs": [
@@ -247,12 +248,13 @@ def test_installation_life_cycle(app: Flask, client: FlaskClient) -> None:
     process(app, client, "installation_repositories.removed")
     gadgets = project_of(app, "octo-org/gadgets")
     assert gadgets.stopped_reason == "the repository was removed from the installation"
+    assert gadgets.stop_kind == StopKind.REPOSITORY_REMOVED
 
     # the tracked branch deleted: the project stops with a visible reason
     row = process(app, client, "delete.branch")
-    assert project_of(app, "new-owner/widgets").stopped_reason == (
-        "the branch main was deleted on GitHub"
-    )
+    widgets = project_of(app, "new-owner/widgets")
+    assert widgets.stopped_reason == "the branch main was deleted on GitHub"
+    assert widgets.stop_kind == StopKind.BRANCH_DELETED
     row = process(app, client, "push")
     assert row.status == DeliveryStatus.IGNORED
     assert "stopped: the branch main was deleted" in (row.status_reason or "")
@@ -261,7 +263,12 @@ def test_installation_life_cycle(app: Flask, client: FlaskClient) -> None:
     process(app, client, "installation.deleted")
     state = snapshot(app)
     assert state["installations"][0][3] is False
-    assert all(p[3] is not None for p in state["projects"])
+    assert all(p[3] is not None and p[4] is not None for p in state["projects"])
+    assert {p[4] for p in state["projects"]} == {
+        StopKind.BRANCH_DELETED,  # each keeps its first cause
+        StopKind.REPOSITORY_REMOVED,
+        StopKind.APP_UNINSTALLED,
+    }
     assert len(state["projects"]) == 3
 
     # reinstalled: tracking resumes with a sync per resumed project
@@ -272,9 +279,9 @@ def test_installation_life_cycle(app: Flask, client: FlaskClient) -> None:
 def test_repository_deleted_stops_its_project(app: Flask, client: FlaskClient) -> None:
     process(app, client, "installation.created")
     process(app, client, "repository.deleted")
-    assert project_of(app, "octo-org/widgets").stopped_reason == (
-        "the repository octo-org/widgets was deleted on GitHub"
-    )
+    widgets = project_of(app, "octo-org/widgets")
+    assert widgets.stopped_reason == "the repository octo-org/widgets was deleted on GitHub"
+    assert widgets.stop_kind == StopKind.REPOSITORY_DELETED
 
 
 def test_push_deleting_the_branch_stops_and_recreating_resumes(
@@ -282,12 +289,33 @@ def test_push_deleting_the_branch_stops_and_recreating_resumes(
 ) -> None:
     process(app, client, "installation.created")
     process(app, client, "push.deleted")
-    assert project_of(app, "octo-org/widgets").stopped_reason is not None
+    stopped = project_of(app, "octo-org/widgets")
+    assert stopped.stopped_reason is not None
+    assert stopped.stop_kind == StopKind.BRANCH_DELETED
     recreated = payload("push")
     recreated["created"] = True
     row = process(app, client, "push", recreated)
     assert row.status == DeliveryStatus.PROCESSED
-    assert project_of(app, "octo-org/widgets").stopped_reason is None
+    resumed = project_of(app, "octo-org/widgets")
+    assert (resumed.stopped_reason, resumed.stop_kind) == (None, None)
+
+
+def test_push_creating_the_branch_resumes_only_a_branch_deletion(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The stop's kind decides, not its words: a project stopped for another cause
+    whose reason reads like a branch deletion stays stopped."""
+    process(app, client, "installation.created")
+    with app.app_context():
+        project = db.session.get(Project, project_of(app, "octo-org/widgets").id)
+        assert project is not None
+        assert project.stop(StopKind.OTHER, installations.branch_deleted_reason(project.branch))
+        db.session.commit()
+    recreated = payload("push")
+    recreated["created"] = True
+    row = process(app, client, "push", recreated)
+    assert row.status == DeliveryStatus.IGNORED
+    assert project_of(app, "octo-org/widgets").stop_kind == StopKind.OTHER
 
 
 @pytest.fixture
