@@ -4,7 +4,7 @@ Both columns are nullable and new; existing syncs have none, so they ask GitHub 
 the branch head as before.
 
 Revision ID: a3c41e7d9b20
-Revises: fec9bb8cb9f2
+Revises: d69c3232a68c
 Create Date: 2026-12-01 17:20:00.000000
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a3c41e7d9b20'
-down_revision = 'fec9bb8cb9f2'
+down_revision = 'd69c3232a68c'
 branch_labels = None
 depends_on = None
 
