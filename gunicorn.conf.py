@@ -5,6 +5,7 @@ streams occupy a thread, not a whole process, while webhook requests stay short.
 """
 
 import os
+import signal
 
 from gunicorn.glogging import Logger
 
@@ -66,3 +67,20 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
 
     if isinstance(worker.wsgi, Flask):  # not gunicorn's stand-in for an app that failed
         announce_setup_code(worker.wsgi)
+        _end_streams_on_sigterm(worker)
+
+
+def _end_streams_on_sigterm(worker):  # type: ignore[no-untyped-def]
+    """A graceful stop (SIGTERM) ends this worker's open event streams at once, then
+    goes on as gunicorn's own handler does; otherwise it would wait for each stream's
+    blocking read (webhook_app.sse.end_streams)."""
+    from webhook_app.sse import end_streams
+
+    app, previous = worker.wsgi, signal.getsignal(signal.SIGTERM)
+
+    def stop(signum, frame):  # type: ignore[no-untyped-def]
+        end_streams(app)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)

@@ -236,8 +236,8 @@ def _statement(rows: int) -> TextClause:
             "(" + ", ".join(f":{column}_{n}" for column in ROW_COLUMNS) + ")" for n in range(rows)
         )
         statement = text(
-            f"INSERT INTO {WebhookDelivery.__tablename__} ({', '.join(ROW_COLUMNS)}) VALUES {values} "
-            "ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
+            f"INSERT INTO {WebhookDelivery.__tablename__} ({', '.join(ROW_COLUMNS)}) "
+            f"VALUES {values} ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
         ).bindparams(
             *(
                 bindparam(f"{column}_{n}", type_=table.c[column].type)

@@ -20,6 +20,7 @@ heartbeat interval (the ordinary client's 5 s would end every quiet stream).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -44,6 +45,38 @@ bp = Blueprint("sse", __name__, url_prefix="/api/v1/events")
 
 STREAM_ID_START = "0-0"
 """XREAD's "from the beginning" id."""
+
+
+STOPPING = threading.Event()
+"""Set once this web process is asked to stop (:func:`end_streams`)."""
+
+
+def end_streams(app: Flask) -> None:
+    """End every open stream of this process now, for a web process asked to stop.
+
+    Each stream's thread sleeps in a blocking read of up to a heartbeat interval, so
+    gunicorn's graceful stop would wait for them (up to its ``graceful_timeout``) on
+    every deploy. Disconnecting the stream client's pool shuts its sockets down, which
+    wakes each blocked read with an error the loops already answer; a loop between two
+    reads sees :data:`STOPPING`. Browsers reconnect to the next process and resume at
+    their ``Last-Event-ID``. Called from a signal handler: it only sets a flag and
+    closes sockets.
+    """
+    STOPPING.set()
+    stream_connection(app).connection_pool.disconnect()
+
+
+def _read_ended(exc: Exception) -> bool:
+    """Whether a failed read ends the stream with a "reconnect": Redis failed, or
+    :func:`end_streams` closed the connection under the read (redis-py then fails
+    with whatever the closed socket and buffer raise, ``ValueError`` among them)."""
+    return isinstance(exc, RedisError) or STOPPING.is_set()
+
+
+def _unavailable() -> str:
+    if STOPPING.is_set():
+        return ": this server is restarting; reconnect to continue\n\n"
+    return ": events unavailable (Redis); reconnect to continue\n\n"
 
 
 @bp.errorhandler(ApiRequestError)
@@ -105,11 +138,13 @@ def event_stream(app: Flask, redis: Redis, *, sync_id: int, after: str) -> Itera
     # heartbeat interval passes without events.
     wait: int | None = None
     checked_row = False
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not STOPPING.is_set():
         try:
             events = read_events(redis, sync_id=sync_id, after=after, block_ms=wait)
-        except RedisError:
-            yield ": events unavailable (Redis); reconnect to continue\n\n"
+        except Exception as exc:
+            if not _read_ended(exc):
+                raise
+            yield _unavailable()
             return
         for event_id, event in events:
             yield format_event(event, event_id=event_id, sync_id=sync_id)
@@ -215,11 +250,13 @@ def change_stream(
     deadline = time.monotonic() + defaults.SSE_MAX_STREAM_SECONDS
     block_ms = max(1, int(defaults.SSE_HEARTBEAT_SECONDS * 1000))
     last_sent = time.monotonic()
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not STOPPING.is_set():
         try:
             found = read_changes(redis, project_id=project_id, after=after, block_ms=block_ms)
-        except RedisError:
-            yield ": events unavailable (Redis); reconnect to continue\n\n"
+        except Exception as exc:
+            if not _read_ended(exc):
+                raise
+            yield _unavailable()
             return
         for event_id, change in found:
             after = event_id

@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from github_emulator.history import HistoryGenerator, push
 from tests.e2e.conftest import Stack, install_and_first_sync, stack
 
@@ -68,6 +70,8 @@ def until_final(messages: queue.Queue[Message | None], project_id: int) -> list[
             return got
 
 
+# PostgreSQL, as deployed; the browser tests follow a push live on SQLite.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_an_open_page_shows_a_push_without_reload(stack: Stack, tmp_path: Path) -> None:
     record, history, pid = install_and_first_sync(
         stack, tmp_path / "work", "watched", files=60, directories=6, seed=11

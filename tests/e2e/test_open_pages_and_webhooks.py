@@ -44,3 +44,29 @@ def test_a_webhook_is_answered_while_a_dozen_pages_follow_their_streams(stack: S
         waited = time.monotonic() - started
         assert answer.status == 200, answer.read()
         assert waited < 2, f"the ping waited {waited:.1f} s behind {OPEN_PAGES} open streams"
+
+
+@pytest.mark.slow
+def test_a_graceful_stop_ends_open_streams_at_once(stack: Stack) -> None:
+    """SIGTERM (a deploy) ends the open streams, telling the browsers to reconnect,
+    instead of waiting out each one's blocking read or gunicorn's graceful timeout."""
+    host, port = stack.url.removeprefix("http://").split(":")
+    answers = []
+    for _ in range(4):
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/events", headers={"Accept": "text/event-stream"})
+        answers.append(connection.getresponse())
+        assert answers[-1].status == 200
+    time.sleep(1)  # every stream is in its blocking read
+    web = stack.processes["web"]
+    started = time.monotonic()
+    web.terminate()
+    web.wait(timeout=30)
+    stopped = time.monotonic() - started
+    assert stopped < 5, f"gunicorn took {stopped:.1f} s to stop with streams open"
+    for answer in answers:
+        try:
+            body = answer.read().decode()  # the stream ended: the whole body is there
+        except http.client.IncompleteRead as exc:
+            raise AssertionError(f"cut: {exc.partial!r}; log: {stack.log('web')[-3000:]}") from exc
+        assert "this server is restarting; reconnect to continue" in body, body

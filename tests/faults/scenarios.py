@@ -60,7 +60,10 @@ REDELIVER_SECONDS = 20
 
 PG_OUTAGE_SECONDS = 10
 SECONDARY_RETRY_AFTER = 30
-RATE_LIMIT_WINDOW = 120
+RATE_LIMIT_WINDOW = 45
+"""Seconds until a spent primary rate limit resets: long enough that a sync ignoring
+the limit would be seen failing meanwhile and the other installation syncs well before
+it (GitHub resets within the hour; the scenario only needs the wait to be visible)."""
 
 
 @dataclass
@@ -426,14 +429,14 @@ def github_connection_resets(stack: FaultStack) -> Outcome:
 
 
 def primary_rate_limit(stack: FaultStack) -> Outcome:
-    """One installation's primary rate limit is spent with the reset two minutes away;
+    """One installation's primary rate limit is spent with the reset 45 s away;
     another installation keeps its budget."""
     (limited,) = prepare(stack, 1, owner="limited", prefix="limited")
     (free,) = prepare(stack, 1, owner="unlimited", prefix="free")
     limiter = stack.github.rate_limiter
     installation = stack.github.state.installations_for(limited.record)[0].id
     key = f"installation:{installation}"
-    limiter.configure(window=RATE_LIMIT_WINDOW)  # fresh budgets, a two-minute window
+    limiter.configure(window=RATE_LIMIT_WINDOW)  # fresh budgets, a 45-second window
     budget = int(limiter.headers(key, authenticated=True)["X-RateLimit-Limit"])
     for _ in range(budget):
         limiter.spend(key, authenticated=True)
@@ -625,7 +628,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("github-500", "GitHub answers 500 forty times", github_server_errors),
     Scenario("github-timeout", "GitHub call times out", github_timeouts),
     Scenario("github-reset", "GitHub resets connections", github_connection_resets),
-    Scenario("rate-limit", "primary rate limit spent, reset in 2 min", primary_rate_limit),
+    Scenario("rate-limit", "primary rate limit spent, reset in 45 s", primary_rate_limit),
     Scenario("secondary-limit", "secondary rate limit with Retry-After",
              secondary_rate_limit),
     Scenario("github-all", "every GitHub fault above at once, one installation each",

@@ -93,6 +93,8 @@ def process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             child.wait()
 
 
+# What is tested is the worker and Redis; the database behind them does not change it.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_the_worker_outlives_a_redis_restart(
     own_app: Flask, own_redis: RedisServer, process: Any, tmp_path: Path
 ) -> None:
@@ -123,6 +125,8 @@ def test_the_worker_outlives_a_redis_restart(
     assert worker.poll() is None
 
 
+# What is tested is the maintenance process and Redis; the database does not change it.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_the_maintenance_process_outlives_a_redis_restart(
     own_app: Flask, own_redis: RedisServer, process: Any, tmp_path: Path
 ) -> None:
