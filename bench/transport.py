@@ -16,7 +16,8 @@ not trusted with its ``after``), and, after each push, in this order: the REST s
 the git sync, the push-requested git sync, the naive sync (branch, one recursive tree,
 one blob call per changed path) and ``git fetch`` of the branch into a bare mirror.
 Requests are what the emulator served (REST calls, git requests, archive downloads);
-seconds are wall time. PostgreSQL and Redis as in bench/sync.py.
+seconds are wall time of the sync itself (its row is queued before the clock starts).
+PostgreSQL and Redis as in bench/sync.py.
 """
 
 from __future__ import annotations
@@ -104,26 +105,35 @@ class TransportBench:
         rest, git, archive = (a - b for a, b in zip(after, before, strict=True))
         return {"rest": rest, "git": git, "archive": archive, "s": seconds, "mode": mode}
 
-    def sync(self, transport: str) -> str:
-        from models import ProjectSync, SyncStatus, SyncTrigger, db
+    def queue(self, transport: str) -> int:
+        """The sync's row: made here, or, for "git push", by the push handler from the
+        emulator's last push delivery (as the delivery job would)."""
+        from models import ProjectSync, SyncTrigger, db
         from sync_jobs.installations import push as handle_push
-        from sync_jobs.pipeline import execute_sync
 
-        self.app.config["SYNC_TRANSPORT"] = "rest" if transport == "rest" else "git"
-        if transport == "git push":
-            delivery = self.server.deliveries[-1]
-            handle_push(delivery.payload, delivery_id=f"{delivery.guid}-{delivery.id}")
-            sync = db.session.scalars(
-                db.select(ProjectSync)
-                .filter_by(project_id=self.projects[transport].id)
-                .order_by(ProjectSync.id.desc())
-            ).first()
-            assert sync is not None
-            self.trusted += sync.pushed_after is not None
-        else:
+        if transport != "git push":
             sync = ProjectSync(project_id=self.projects[transport].id, trigger=SyncTrigger.PUSH)
             db.session.add(sync)
             db.session.commit()
+            return sync.id
+        delivery = self.server.deliveries[-1]
+        handle_push(delivery.payload, delivery_id=f"{delivery.guid}-{delivery.id}")
+        queued = db.session.scalars(
+            db.select(ProjectSync)
+            .filter_by(project_id=self.projects[transport].id)
+            .order_by(ProjectSync.id.desc())
+        ).first()
+        assert queued is not None
+        self.trusted += queued.pushed_after is not None
+        return queued.id
+
+    def sync(self, transport: str, sync_id: int | None = None) -> str:
+        """Run a queued sync (``sync_id``, else one queued now) to its end."""
+        from models import ProjectSync, SyncStatus, db
+        from sync_jobs.pipeline import execute_sync
+
+        self.app.config["SYNC_TRANSPORT"] = "rest" if transport == "rest" else "git"
+        sync = db.session.get_one(ProjectSync, sync_id or self.queue(transport))
         execute_sync(sync.id)
         db.session.expire_all()
         row = db.session.get_one(ProjectSync, sync.id)
@@ -202,7 +212,12 @@ class TransportBench:
                 self.history.commit_random_change()
                 self.paced_push()
                 for transport in ("rest", "git", "git push"):
-                    rows[transport].append(self.measured(lambda t=transport: self.sync(t)))
+                    # The row is queued before the clock starts: for "git push" that is
+                    # the push handler's work, the delivery job's (bench.latency).
+                    queued = self.queue(transport)
+                    rows[transport].append(
+                        self.measured(lambda t=transport, q=queued: self.sync(t, q))
+                    )
                 rows["naive"].append(self.measured(self.naive))
                 rows["git fetch"].append(self.measured(self.git_fetch))
             results[f"{int(latency * 1000)}ms"] = rows
