@@ -9,7 +9,8 @@ from git's post-receive hook. One generated repository (``--files``, seed 2024) 
 installed and synced once; then, at each emulator latency (``knobs.latency``, added to
 every REST and git request), ``--pushes`` commits of one to three changed files
 (``HistoryGenerator.commit_random_change``) are pushed one at a time, each after the
-previous one's sync ended, so none coalesces.
+previous one's sync ended, so none coalesces, and each at the start of a new second
+(see ``one_push``).
 
 Every time comes from a record the stack writes anyway, on one machine's clock:
 
@@ -150,6 +151,10 @@ class LatencyBench:
     def one_push(self) -> dict[str, Any]:
         before = len(self.github.deliveries)
         self.history.commit_random_change()
+        # In a second of its own: GitHub's push times have a second's resolution, and a
+        # sync may fetch the push's ``after`` directly only for a push later than every
+        # one before it (a branch is seldom pushed twice a second).
+        time.sleep(1 - time.time() % 1 + 0.01)
         self.push()  # returns once the push's webhook was answered
         pushes = [d for d in self.github.deliveries[before:] if d.event == "push"]
         assert pushes and pushes[-1].status_code == 202, pushes
