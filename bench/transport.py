@@ -132,7 +132,7 @@ class TransportBench:
         from models import ProjectSync, SyncStatus, db
         from sync_jobs.pipeline import execute_sync
 
-        self.app.config["SYNC_TRANSPORT"] = "rest" if transport == "rest" else "git"
+        self.app.config["SYNC_TRANSPORT"] = "git" if transport == "git push" else transport
         sync = db.session.get_one(ProjectSync, sync_id or self.queue(transport))
         execute_sync(sync.id)
         db.session.expire_all()
