@@ -262,6 +262,11 @@ def _resolve(attempt: Attempt) -> Generator[ProgressEvent, None, Resolved]:
         project.branch
     )
     db.session.refresh(project)
+    if download is not None and download.want is not None and head.commit_sha == download.want:
+        # A head no read of the branch confirmed (a webhook with a leaked secret could
+        # name any commit): the drift reconciler's next poll reads the branch in full
+        # instead of trusting a 304 for the head it read before.
+        project.branch_etag = None
     expected_id = project.current_sync_id
     current = db.session.get(ProjectSync, expected_id) if expected_id is not None else None
     yield ProgressEvent(Phase.RESOLVE, 1, 1, f"head {head.commit_sha[:12]}")

@@ -15,11 +15,13 @@ import time
 from typing import Any
 
 import pytest
+from flask import current_app
 
 from github_emulator.history import BRANCH
 from github_emulator.server import EmulatorServer
 from models import ProjectSync, SyncStatus, db
 from sync_jobs.installations import push as handle_push
+from sync_jobs.reconcile import reconcile_branches
 from sync_jobs.sync_job import run_sync
 from tests.sync.conftest import Tracked, assert_matches_git, assert_single_chain
 from tests.sync.test_git_transport import git_requests, rest_calls, run
@@ -64,10 +66,10 @@ def _queued_id() -> int:
 
 
 def ran(sync_id: int) -> ProjectSync:
-    run_sync(sync_id)
+    said = run_sync(sync_id)
     db.session.expire_all()
     sync = db.session.get_one(ProjectSync, sync_id)
-    assert sync.status is SyncStatus.SUCCEEDED, sync.error
+    assert sync.status is SyncStatus.SUCCEEDED, (said, sync.error, sync.waiting_reason)
     return sync
 
 
@@ -145,3 +147,50 @@ def test_a_pushed_commit_that_is_gone_is_not_fatal(
     assert sync.head_commit_sha == head
     assert_matches_git(tracked, head)
     assert rest_calls(github_emulator, "branches") == 0  # git's ls-refs, not REST, asked
+
+
+def test_a_forged_after_is_undone_by_the_next_reconcile(
+    tracked: Tracked, github_emulator: EmulatorServer
+) -> None:
+    """A delivery signed with a leaked secret names a commit of another branch as the
+    push's ``after``. The sync takes it (no read of the branch confirmed it), so the
+    drift reconciler may not answer its next poll with a 304 for the head it read
+    before: the poll reads the branch and brings the project back to its head."""
+    run(tracked)
+    assert reconcile_branches() == 0  # at its head: the reconciler keeps the ETag
+    head = tracked.history.head or ""
+    other = pushed_to_another_branch(tracked)
+    payload = copy.deepcopy(tracked.server.deliveries[-1].payload)
+    payload.update(ref="refs/heads/main", before=head, after=other)
+    payload["repository"]["pushed_at"] += 1
+    assert ran(delivered(payload, "forged")).head_commit_sha == other
+
+    assert reconcile_branches() == 1
+    # Back to an ancestor of the synced commit: git sends no pack for a commit the
+    # ``have`` reaches, and the default transport reads that head over REST.
+    current_app.config["SYNC_TRANSPORT"] = "auto"
+    db.session.expire_all()
+    queued = db.session.scalar(
+        db.select(ProjectSync).filter_by(status=SyncStatus.QUEUED).order_by(ProjectSync.id)
+    )
+    assert queued is not None
+    assert ran(queued.id).head_commit_sha == head
+    assert_matches_git(tracked, head)
+
+
+def pushed_to_another_branch(tracked: Tracked) -> str:
+    """Commit on a branch ``feature`` beside main and push it; the commit."""
+    history = tracked.history
+    main = history.head or ""
+    history.commit_random_change()
+    feature = history.head or ""
+    subprocess.run(
+        ["git", "push", "--quiet", tracked.clone_url, f"{feature}:refs/heads/feature"],
+        cwd=history.work_dir,
+        check=True,
+    )
+    subprocess.run(
+        ["git", "update-ref", f"refs/heads/{BRANCH}", main], cwd=history.work_dir, check=True
+    )
+    history.head, history.files = main, dict(history._snapshots[main])
+    return feature
