@@ -52,7 +52,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from models import Blob as BlobRow
-from models import Project, ProjectSync, db
+from models import Project, ProjectSync, SyncStatus, db
 from sync_jobs import defaults, metrics
 from sync_jobs.connector import BranchHead, GitHubConnector
 from sync_jobs.core.packdiff import (
@@ -220,7 +220,17 @@ class GitDownload:
             self.commit = yield from _receive(download, spool)
             if self.commit == self.have and self.have_tree is not None:
                 return BranchHead(self.commit, self.have_tree)  # nothing new: no pack
-            self.objects, tree = yield from _objects(spool, self.commit, writer)
+            try:
+                self.objects, tree = yield from _objects(spool, self.commit, writer)
+            except GitTransportError:
+                # A head the ``have`` reaches (the branch reset to an older commit): git
+                # sends nothing for it. If a sync reached that commit before, its trees
+                # are stored and the walk needs nothing from GitHub.
+                known = synced_tree(writer.repository_id, self.commit)
+                if known is None:
+                    raise
+                self.objects = GitObjects(SizedTrees({}, frozenset()), frozenset(), 0)
+                return BranchHead(self.commit, known)
             return BranchHead(self.commit, tree)
         finally:
             spool.close()
@@ -386,6 +396,21 @@ def _take(obj: ShaFile, contents: PackContents, writer: BlobWriter) -> None:
         contents.trees[sha] = parse_raw_tree(obj.as_raw_string())
     elif isinstance(obj, Commit):
         contents.commit_trees[sha] = obj.tree.decode("ascii")
+
+
+def synced_tree(repository_id: int, commit: str) -> str | None:
+    """The root tree of ``commit`` as a succeeded sync of the repository recorded it."""
+    return db.session.scalar(
+        select(ProjectSync.head_tree_sha)
+        .join(Project, ProjectSync.project_id == Project.id)
+        .where(
+            Project.repository_id == repository_id,
+            ProjectSync.head_commit_sha == commit,
+            ProjectSync.status == SyncStatus.SUCCEEDED,
+            ProjectSync.head_tree_sha.is_not(None),
+        )
+        .limit(1)
+    )
 
 
 def known_blob_sizes(repository_id: int, shas: set[str]) -> dict[str, int]:

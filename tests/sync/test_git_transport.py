@@ -4,12 +4,13 @@ the REST path within the same sync."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from github_emulator.history import REGULAR
+from github_emulator.history import BRANCH, REGULAR
 from github_emulator.server import EmulatorServer
 from models import ProjectSync, SyncStatus, db
 from sync_jobs import metrics
@@ -199,3 +200,26 @@ def test_noop_over_git_is_one_ls_refs_and_no_rest_call(
     assert git_requests(github_emulator) - git_before == 1
     assert github_emulator.request_counts().total == rest_before
     assert len(assert_single_chain(tracked.project_id)) == 2
+
+
+def test_a_branch_reset_to_a_synced_commit_syncs_over_git_alone(
+    tracked: Tracked, github_emulator: EmulatorServer
+) -> None:
+    """Reset to a commit the project synced before: the ``have`` reaches it, so git
+    sends no pack; its trees are stored, so nothing is read over REST either."""
+    first = run(tracked)
+    tracked.history.commit_random_change()
+    tracked.push()
+    assert run(tracked).head_commit_sha == tracked.history.head
+    history, start = tracked.history, first.head_commit_sha or ""
+    subprocess.run(
+        ["git", "update-ref", f"refs/heads/{BRANCH}", start], cwd=history.work_dir, check=True
+    )
+    history.head, history.files = start, dict(history._snapshots[start])
+    tracked.push(force=True)
+    rest_before = github_emulator.request_counts().total
+    back = run(tracked)
+    assert back.head_commit_sha == start
+    assert github_emulator.request_counts().total == rest_before  # no REST call at all
+    assert_matches_git(tracked, start)
+    assert len(assert_single_chain(tracked.project_id)) == 3

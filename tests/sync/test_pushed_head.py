@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import pytest
-from flask import current_app
 
 from github_emulator.history import BRANCH
 from github_emulator.server import EmulatorServer
@@ -166,9 +165,6 @@ def test_a_forged_after_is_undone_by_the_next_reconcile(
     assert ran(delivered(payload, "forged")).head_commit_sha == other
 
     assert reconcile_branches() == 1
-    # Back to an ancestor of the synced commit: git sends no pack for a commit the
-    # ``have`` reaches, and the default transport reads that head over REST.
-    current_app.config["SYNC_TRANSPORT"] = "auto"
     db.session.expire_all()
     queued = db.session.scalar(
         db.select(ProjectSync).filter_by(status=SyncStatus.QUEUED).order_by(ProjectSync.id)
