@@ -222,6 +222,15 @@ class HistoryGenerator:
                                   parent=self.head)
         return record
 
+    def reset_to(self, commit: str) -> None:
+        """Point the branch back at ``commit``, one of this history's (``git reset``);
+        pushing it needs ``--force``."""
+        _git(self.work_dir, "update-ref", f"refs/heads/{BRANCH}", commit)
+        self.files = dict(self._snapshots[commit])
+        self.head = commit
+        if self.sync_worktree:
+            _git(self.work_dir, "reset", "--quiet", "--hard", commit)
+
     def force_push_rewrite(self, *, drop: int = 1) -> ChangeRecord:
         """Drop the last ``drop`` commits and commit a different change in their
         place; pushing the result needs ``--force``, like a rewritten branch."""

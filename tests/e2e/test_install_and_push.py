@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from github_emulator.history import HistoryGenerator, push
+from github_emulator.history import push
 from models import (
     DeliveryStatus,
     Project,
     ProjectSync,
-    Repository,
     SyncStatus,
     SyncTrigger,
     WebhookDelivery,
@@ -25,7 +24,7 @@ from models import (
 )
 from tests.sync.conftest import Tracked, assert_matches_git, assert_single_chain
 
-from .conftest import Stack, query, wait_for
+from .conftest import Stack, install_and_first_sync, query, wait_for
 
 
 def current_head(project_id: int) -> str | None:
@@ -39,20 +38,10 @@ def test_install_then_pushes_keep_the_database_at_the_branch_head(
     stack: Stack, tmp_path: Path
 ) -> None:
     github = stack.github
-    record = github.create_repository("octo", "e2e")
-    history = HistoryGenerator(tmp_path / "work", seed=11)
-    history.initial_commit(files=120, directories=12)
-    push(history.work_dir, github.clone_url(record))
+    record, history, pid = install_and_first_sync(
+        stack, tmp_path / "work", "e2e", files=120, directories=12, seed=11
+    )
     first_head = history.head
-
-    github.install("octo", [record])
-
-    def project_id() -> int | None:
-        return db.session.scalar(
-            select(Project.id).join(Repository).where(Repository.github_id == record.id)
-        )
-
-    pid = wait_for(lambda: query(stack, project_id), "the installation to create a project")
     wait_for(
         lambda: query(stack, lambda: current_head(pid) == first_head),
         f"the first sync to reach {first_head}",

@@ -4,13 +4,12 @@ the REST path within the same sync."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from github_emulator.history import BRANCH, REGULAR
+from github_emulator.history import REGULAR
 from github_emulator.server import EmulatorServer
 from models import ProjectSync, SyncStatus, db
 from sync_jobs import metrics
@@ -211,11 +210,8 @@ def test_a_branch_reset_to_a_synced_commit_syncs_over_git_alone(
     tracked.history.commit_random_change()
     tracked.push()
     assert run(tracked).head_commit_sha == tracked.history.head
-    history, start = tracked.history, first.head_commit_sha or ""
-    subprocess.run(
-        ["git", "update-ref", f"refs/heads/{BRANCH}", start], cwd=history.work_dir, check=True
-    )
-    history.head, history.files = start, dict(history._snapshots[start])
+    start = first.head_commit_sha or ""
+    tracked.history.reset_to(start)
     tracked.push(force=True)
     rest_before = github_emulator.request_counts().total
     back = run(tracked)

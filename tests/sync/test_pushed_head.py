@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from github_emulator.history import BRANCH
 from github_emulator.server import EmulatorServer
 from models import ProjectSync, SyncStatus, db
 from sync_jobs.installations import push as handle_push
@@ -122,11 +121,7 @@ def test_a_late_delivery_never_moves_the_project_back(tracked: Tracked) -> None:
 
 def pushed_reset(tracked: Tracked, commit: str) -> dict[str, Any]:
     """Move the branch back to ``commit`` and force-push it; its push payload."""
-    history = tracked.history
-    subprocess.run(
-        ["git", "update-ref", f"refs/heads/{BRANCH}", commit], cwd=history.work_dir, check=True
-    )
-    history.head, history.files = commit, dict(history._snapshots[commit])
+    tracked.history.reset_to(commit)
     tracked.push(force=True)
     payload = tracked.server.deliveries[-1].payload
     return copy.deepcopy(payload)
@@ -185,8 +180,5 @@ def pushed_to_another_branch(tracked: Tracked) -> str:
         cwd=history.work_dir,
         check=True,
     )
-    subprocess.run(
-        ["git", "update-ref", f"refs/heads/{BRANCH}", main], cwd=history.work_dir, check=True
-    )
-    history.head, history.files = main, dict(history._snapshots[main])
+    history.reset_to(main)
     return feature
