@@ -18,6 +18,7 @@ for the web process, ``EMULATOR_PORT`` (8765) for the demo GitHub.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -113,8 +114,41 @@ class Supervisor:
                 try:
                     child.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+                    kill_tree(child)
+
+
+def kill_tree(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a child that did not stop in time, and every process under it.
+
+    Killing the child alone would orphan what it started: gunicorn's master waits up to
+    its ``graceful_timeout`` for its workers before killing them itself, so a master
+    killed sooner leaves a worker running (one forked just before the stop, before it
+    could hear the signal, answers nothing). The tree is read before the child dies,
+    while its processes still name it as their parent."""
+    for pid in [*descendants(child.pid), child.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    child.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid``, from ``ps`` (POSIX); none if ``ps`` is missing."""
+    try:
+        listing = subprocess.run(
+            ["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    children: dict[int, list[int]] = {}
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and all(field.isdecimal() for field in fields):
+            children.setdefault(int(fields[1]), []).append(int(fields[0]))
+    found, pending = [], list(children.get(pid, []))
+    while pending:
+        found.append(current := pending.pop())
+        pending.extend(children.get(current, []))
+    return found
 
 
 def wait_until(check: Callable[[], object], what: str, supervisor: Supervisor) -> None:

@@ -210,7 +210,8 @@ def test_a_second_run_refuses_in_one_line_and_the_first_carries_on(
     assert redis_pid is not None and alive(redis_pid)
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=60) == 0, run.output()
-    assert left_in_group(process.pid) == "", "processes the run left behind"
+    left = left_in_group(process.pid)
+    assert left == "", f"processes the run left behind:\n{left}\n{run.output()[-6000:]}"
     assert not alive(redis_pid)
 
 
@@ -236,3 +237,44 @@ def test_a_redis_url_that_does_not_answer_is_named(tmp_path: Path) -> None:
     assert code != 0
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"Redis does not answer at REDIS_URL={url} "), lines
+
+
+def test_a_child_that_outlives_its_stop_is_killed_with_everything_under_it() -> None:
+    """What :meth:`Supervisor.stop` does once a child's time is up: a gunicorn master it
+    killed alone would leave the worker it forked running, with nobody to stop it."""
+    from scripts.run import descendants, kill_tree
+
+    # A parent that ignores SIGTERM, and its own child (a grandchild of the test's).
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "sleeper = [sys.executable, '-c', 'import time; time.sleep(600)']\n"
+            "grandchild = subprocess.Popen(sleeper)\n"
+            "print(grandchild.pid, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    grandchild = int(child.stdout.readline())
+    assert descendants(child.pid) == [grandchild]
+    child.send_signal(signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(timeout=1)
+
+    kill_tree(child)
+
+    assert child.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Killed, and reaped by init once its parent is gone (or a zombie until then).
+    assert not alive(grandchild) or zombie(grandchild)
+
+
+def zombie(pid: int) -> bool:
+    listing = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return listing.stdout.strip().startswith("Z")
