@@ -267,3 +267,19 @@ def test_the_status_page_fits_a_phone(
         overflow = page.evaluate(
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{path} is {overflow} px wider than a 390 px screen"
+
+    # On a laptop's screen every sync's row fits whole: Restore is reachable without
+    # scrolling the table sideways (a second sync makes the first one restorable).
+    second = repository.commit({"second.txt": "second\n"}, "second")
+    repository.push()
+    synced_to(stack, project_id, second)
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(f"{stack.url}/projects/{project_id}")
+    restore = page.locator('button[data-action="restore"]').first
+    box = restore.bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= 1024, f"Restore ends at {box['x'] + box['width']} px"
+    table_overflow = page.evaluate(
+        "() => { const s = document.querySelector('#syncs').parentElement;"
+        " return s.scrollWidth - s.clientWidth; }")
+    assert table_overflow <= 0, f"the syncs table scrolls {table_overflow} px sideways at 1024 px"
