@@ -18,6 +18,10 @@ asyncio load generator of :mod:`bench.webhooks` in a process of its own:
 - fixed rate: an open loop at ``--rate``/s for ``--seconds``, latency from each
   request's scheduled send time → p50/p99.
 
+With ``--floor`` (the default) the run also measures the stack's own ceiling: gunicorn
+with the deployed worker settings serving a Flask app and a bare WSGI callable that do
+nothing but answer 202 (:mod:`bench.floor_apps`).
+
 Without node and npm, or when npm cannot install Probot, the Probot column is skipped
 with a message. Everything binds to 127.0.0.1 and stops by itself.
 """
@@ -107,6 +111,26 @@ def start_ours(services: Services) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
+def start_floor(app: str) -> tuple[subprocess.Popen[bytes], int]:
+    """gunicorn with the deployed worker settings (gunicorn.conf.py's class, processes,
+    threads and keep-alive, not the file itself: its hooks need the real app) serving
+    one of :mod:`bench.floor_apps`."""
+    port = free_port()
+    workers = os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1))
+    threads = os.environ.get("WEB_THREADS", "16")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "--config", os.devnull, "--worker-class", "gthread",
+            "--workers", workers, "--threads", threads, "--keep-alive", "5",
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning", f"bench.floor_apps:{app}",
+        ],
+        cwd=ROOT,
+    )  # fmt: skip
+    _wait_port(port, process, f"gunicorn ({app})")
+    time.sleep(1.0)
+    return process, port
+
+
 def install_probot(directory: Path) -> str | None:
     """Install Probot into ``directory``; None, or why it cannot run."""
     if not (shutil.which("node") and shutil.which("npm")):
@@ -188,6 +212,14 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             rows == distinct and set(ours["acknowledged"]) <= services.stored_ids() and warm_up >= 0
         )
     result["ours"] = {k: v for k, v in ours.items() if k != "acknowledged"}
+    if args.floor:
+        for app in ("flask_app", "wsgi_app"):
+            floor, port = start_floor(app)
+            try:
+                measured = measure(port, args)
+            finally:
+                _stop(floor)
+            result[f"floor_{app}"] = {k: v for k, v in measured.items() if k != "acknowledged"}
     why_not = install_probot(args.probot_dir)
     if why_not:
         print(f"probot skipped: {why_not}")
@@ -216,6 +248,13 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
         other = theirs[key] if theirs else None
         ratio = f"{ours[key] / other:.2f}" if other else "-"
         print(f"{title:45} {ours[key]:>10} {other if other is not None else '-':>10} {ratio:>12}")
+    for name, label in (("floor_flask_app", "Flask, no work"), ("floor_wsgi_app", "WSGI, no work")):
+        if name in result:
+            rate = result[name]["deliveries_per_second"]
+            other = theirs["deliveries_per_second"] if theirs else None
+            ratio = f"{rate / other:.2f}" if other else "-"
+            title = f"floor: gunicorn + {label}, deliveries/s"
+            print(f"{title:45} {rate:>10} {other if other is not None else '-':>10} {ratio:>12}")
     print(f"{'stored (every 202 committed, once)':45} {ours['stored_exactly_once']!s:>10}")
     if theirs:
         ratio_met = ours["deliveries_per_second"] / theirs["deliveries_per_second"] >= 0.5
@@ -229,6 +268,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--probot-dir", type=Path, default=Path("/tmp/probot-bench"))
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure gunicorn as deployed serving a Flask app and a bare WSGI "
+        "callable that do nothing (bench/floor_apps.py): the most any receiver on that "
+        "stack can reach here",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     result = benchmark(args)
