@@ -106,8 +106,12 @@ class StateQuery(PageQuery):
         ge=1,
         description="the id of a successful sync of the project: the state as of that sync",
     )
+    # No stored path holds a NUL (git forbids it), and PostgreSQL text cannot: a prefix
+    # with one is the client's mistake (400), never a query that fails.
     path_prefix: str | None = Field(
-        default=None, description="a path prefix: only paths that start with it"
+        default=None,
+        pattern=r"^[^\x00]*$",
+        description="a path prefix, without NUL characters: only paths that start with it",
     )
 
 

@@ -94,6 +94,16 @@ def test_bad_paging_parameters_are_400(client: FlaskClient, app_context: object)
         assert "error" in answer.json
 
 
+def test_a_path_prefix_with_a_nul_is_400_naming_it(
+    client: FlaskClient, app_context: object
+) -> None:
+    project = make_project()
+    for listing in ("memory", "files"):
+        answer = client.get(f"/api/v1/projects/{project.id}/{listing}?path_prefix=docs%00x")
+        assert answer.status_code == 400, answer.data
+        assert "path_prefix must be a path prefix, without NUL characters" in answer.json["error"]
+
+
 def test_memory_and_files_now_and_at_a_past_sync(client: FlaskClient, synced: Tracked) -> None:
     project = db.session.get_one(Project, synced.project_id)
     first, second = sorted(db.session.scalars(lineage(project.id)), key=lambda s: s.id)
