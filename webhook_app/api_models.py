@@ -30,6 +30,12 @@ DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Url = Annotated[str, Field(json_schema_extra={"format": "uri"})]
 
 
+ROW_ID_LIMIT = 2**31 - 1
+"""The highest row id: ids are the databases' INTEGER keys. An id asked for beyond it
+names no row; refused before a query, since SQLite's driver fails on integers past 64
+bits instead of finding nothing."""
+
+
 # --- Requests -------------------------------------------------------------------------------
 
 
@@ -51,7 +57,9 @@ class StartSyncBody(Body):
 class RestoreBody(Body):
     """``POST .../restore``."""
 
-    sync_id: int = Field(ge=1, description="the id of a past successful sync of the project")
+    sync_id: int = Field(
+        ge=1, le=ROW_ID_LIMIT, description="the id of a past successful sync of the project"
+    )
 
 
 class TrackBranchBody(Body):
@@ -76,7 +84,7 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-PAGE_LIMIT = 2**31 - 1
+PAGE_LIMIT = ROW_ID_LIMIT
 """The highest page number asked for: beyond it every page is empty anyway (row ids are
 below 2**31), and the database refuses an offset that does not fit 64 bits."""
 
@@ -104,6 +112,7 @@ class StateQuery(PageQuery):
     sync: int | None = Field(
         default=None,
         ge=1,
+        le=ROW_ID_LIMIT,
         description="the id of a successful sync of the project: the state as of that sync",
     )
     # No stored path holds a NUL (git forbids it), and PostgreSQL text cannot: a prefix

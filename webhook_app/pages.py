@@ -16,6 +16,7 @@ was rendered at, so a push, a sync's progress and its end show without a reload
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from sync_jobs import changes
 from sync_jobs.progress import ProgressEvent, last_event
 from sync_jobs.redis_client import redis_connection
 from webhook_app import api_actions, api_queries, humanize
+from webhook_app.api_models import ROW_ID_LIMIT
 from webhook_app.api_queries import (
     actionable_project,
     all_attempts,
@@ -269,15 +271,25 @@ def _confirmed() -> bool:
 def restore(project_id: int) -> ResponseReturnValue:
     check_csrf()
     project = actionable_project(project_id)
-    raw = request.form.get("sync_id", "")
-    if not raw.isdigit():
-        raise InvalidParameterError("Choose a sync to restore.")
+    sync_id = _form_sync_id()
     if not _confirmed():
-        source = api_queries.sync_of_project(project, int(raw), in_lineage=True)
+        source = api_queries.sync_of_project(project, sync_id, in_lineage=True)
         return render_template("pages/confirm_restore.html", project=project, source=source)
-    sync: ProjectSync = api_actions.start_restore(project, int(raw))
-    flash(f"Restore to sync {raw} queued as sync {sync.id}.", "success")
+    sync: ProjectSync = api_actions.start_restore(project, sync_id)
+    flash(f"Restore to sync {sync_id} queued as sync {sync.id}.", "success")
     return _back(project.id)
+
+
+def _form_sync_id() -> int:
+    """The form's ``sync_id``: ASCII digits naming a possible row (``str.isdigit`` would
+    pass ``²``, which ``int`` refuses)."""
+    raw = request.form.get("sync_id", "")
+    if not _ROW_ID.fullmatch(raw) or not 1 <= int(raw) <= ROW_ID_LIMIT:
+        raise InvalidParameterError("Choose a sync to restore.")
+    return int(raw)
+
+
+_ROW_ID = re.compile(r"[0-9]{1,10}")
 
 
 @bp.post("/projects/<int:project_id>/untrack")

@@ -20,6 +20,7 @@ heartbeat interval (the ordinary client's 5 s would end every quiet stream).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -88,10 +89,17 @@ def stream_id(raw: str | None) -> str:
     """``Last-Event-ID`` as a Redis Stream id; anything else is a client bug (400)."""
     if not raw:
         return STREAM_ID_START
-    head, _, tail = raw.partition("-")
-    if not (head.isdigit() and (tail.isdigit() or not tail)):
-        raise InvalidParameterError(f"Last-Event-ID must be a stream id like 1-0, got {raw!r}.")
+    # ASCII digits (str.isdigit would pass "²", which Redis refuses), each part within
+    # the 64 bits of a Redis Stream id.
+    match = _STREAM_ID.fullmatch(raw)
+    if not match or any(int(part) >= 2**64 for part in match.groups() if part):
+        raise InvalidParameterError(
+            f"Last-Event-ID must be a stream id like 1-0, got {raw[:40]!r}."
+        )
     return raw
+
+
+_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 
 
 def format_message(kind: str, data: dict[str, Any], *, event_id: str | None) -> str:

@@ -400,3 +400,19 @@ def test_memory_lag_degrades_when_github_cannot_count(
     app.config["GITHUB_API_URL"] = "http://127.0.0.1:9"  # nothing listens there
     lag = _status(client, synced.project_id)["memory_lag"]
     assert lag["branch_head_sha"] == head and lag["behind_by"] is None
+
+
+def test_ids_past_any_row_are_refused_naming_the_field(
+    client: FlaskClient, synced: Tracked
+) -> None:
+    """Past 64 bits SQLite's driver fails instead of finding nothing; past 2**31 no row
+    can match. Either is the client's mistake, answered before any query."""
+    base = f"/api/v1/projects/{synced.project_id}"
+    for huge in (2**31, 2**64, 10**30):
+        answer = client.post(f"{base}/restore", json={"sync_id": huge})
+        assert answer.status_code == 422, (huge, answer.status_code)
+        assert "sync_id" in answer.json["error"]
+        for listing in ("memory", "files"):
+            answer = client.get(f"{base}/{listing}?sync={huge}")
+            assert answer.status_code == 400, (listing, huge, answer.status_code)
+            assert "sync" in answer.json["error"]

@@ -87,6 +87,22 @@ def test_restore_asks_first(client: FlaskClient, synced: Tracked) -> None:
     assert queued_job_ids() == []
 
 
+def test_restore_of_a_sync_id_that_is_no_row_id_says_so(
+    client: FlaskClient, synced: Tracked
+) -> None:
+    """Back to the project page with the problem in words, as every form of it does."""
+    path = f"/projects/{synced.project_id}"
+    # A Unicode digit (str.isdigit accepts it, int refuses), past Python's int limit,
+    # past the column's range, signed, empty.
+    for raw in ("\u00b2", "1" * 5000, "9" * 20, "-1", "+1", " 1", ""):
+        for confirmed in ({}, {"confirmed": "1"}):
+            form = {"csrf_token": token(client, path), "sync_id": raw, **confirmed}
+            answer = client.post(f"{path}/restore", data=form, follow_redirects=True)
+            assert answer.status_code == 200, (raw[:10], answer.status_code)
+            assert "Choose a sync to restore" in answer.get_data(as_text=True), raw[:10]
+    assert queued_job_ids() == []
+
+
 def test_untrack_asks_then_untracks(client: FlaskClient, synced: Tracked) -> None:
     path = f"/projects/{synced.project_id}"
     form = {"csrf_token": token(client, path)}

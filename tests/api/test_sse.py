@@ -13,6 +13,8 @@ from sync_jobs.progress import Phase, ProgressEvent, ProgressPublisher
 from sync_jobs.redis_client import redis_connection
 from tests.api.conftest import add_sync, make_project
 from tests.api.sse_client import Message, messages
+from webhook_app.errors import InvalidParameterError
+from webhook_app.sse import stream_id
 
 
 def publish_all(sync_id: int, *events: ProgressEvent) -> list[str]:
@@ -109,7 +111,16 @@ def test_final_row_with_partial_stream_gets_a_final_event(
 def test_unknown_sync_and_bad_last_event_id(client: FlaskClient, app_context: object) -> None:
     assert client.get("/api/v1/events/project-sync/12345").status_code == 404
     sync = add_sync(make_project(), SyncStatus.QUEUED)
-    answer = client.get(
-        f"/api/v1/events/project-sync/{sync.id}", headers={"Last-Event-ID": "nonsense"}
-    )
-    assert answer.status_code == 400 and answer.json is not None and "error" in answer.json
+    # Not ids at all; a Unicode digit (str.isdigit takes it, Redis does not); past the
+    # 64 bits of a part; signed; an empty part.
+    for raw in ("nonsense", "\u00b2-0", f"{2**64}-0", "1-" + "9" * 21, "-1", "1-"):
+        answer = client.get(
+            f"/api/v1/events/project-sync/{sync.id}", headers={"Last-Event-ID": raw}
+        )
+        assert answer.status_code == 400, raw
+        assert answer.json is not None
+        assert "Last-Event-ID must be a stream id" in answer.json["error"]
+    with pytest.raises(InvalidParameterError):
+        stream_id("1-\u0663")  # an Arabic-Indic three
+    largest = f"{2**64 - 1}-{2**64 - 1}"  # Redis's largest stream id
+    assert stream_id(largest) == largest and stream_id("7") == "7"
