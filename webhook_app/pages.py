@@ -69,6 +69,9 @@ JSON_PREFIXES = ("/api/", "/webhooks/")
 
 FAVICON = "favicon.svg"
 
+_ROW_ID = re.compile(r"[0-9]{1,10}")
+"""A row id as a form sends it: ASCII digits, at most ten."""
+
 
 @bp.errorhandler(ApiRequestError)
 def _page_error(error: ApiRequestError) -> ResponseReturnValue:
@@ -287,9 +290,6 @@ def _form_sync_id() -> int:
     if not _ROW_ID.fullmatch(raw) or not 1 <= int(raw) <= ROW_ID_LIMIT:
         raise InvalidParameterError("Choose a sync to restore.")
     return int(raw)
-
-
-_ROW_ID = re.compile(r"[0-9]{1,10}")
 
 
 @bp.post("/projects/<int:project_id>/untrack")

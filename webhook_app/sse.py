@@ -47,6 +47,9 @@ bp = Blueprint("sse", __name__, url_prefix="/api/v1/events")
 STREAM_ID_START = "0-0"
 """XREAD's "from the beginning" id."""
 
+_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+"""A Redis Stream id as a client may send it: milliseconds, then optionally a sequence."""
+
 
 STOPPING = threading.Event()
 """Set once this web process is asked to stop (:func:`end_streams`)."""
@@ -97,9 +100,6 @@ def stream_id(raw: str | None) -> str:
             f"Last-Event-ID must be a stream id like 1-0, got {raw[:40]!r}."
         )
     return raw
-
-
-_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 
 
 def format_message(kind: str, data: dict[str, Any], *, event_id: str | None) -> str:
