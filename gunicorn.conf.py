@@ -70,10 +70,25 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
         _end_streams_on_sigterm(worker)
 
 
+def worker_int(worker):  # type: ignore[no-untyped-def]
+    """A quick stop (SIGINT, as Ctrl-C sends; SIGQUIT, as the master sends its workers
+    on SIGINT) ends this worker's open event streams before gunicorn exits it. Python's
+    exit joins the request threads, and a stream's thread sleeps in a blocking read
+    until the client goes: without this the worker outlived the master's
+    ``graceful_timeout`` and was killed (webhook_app.sse.end_streams)."""
+    from flask import Flask
+
+    from webhook_app.sse import end_streams
+
+    if isinstance(getattr(worker, "wsgi", None), Flask):  # not yet loaded while booting
+        end_streams(worker.wsgi)
+
+
 def _end_streams_on_sigterm(worker):  # type: ignore[no-untyped-def]
     """A graceful stop (SIGTERM) ends this worker's open event streams at once, then
     goes on as gunicorn's own handler does; otherwise it would wait for each stream's
-    blocking read (webhook_app.sse.end_streams)."""
+    blocking read (webhook_app.sse.end_streams). gunicorn has no hook for SIGTERM in
+    a worker, as it has for SIGINT and SIGQUIT (:func:`worker_int`)."""
     from webhook_app.sse import end_streams
 
     app, previous = worker.wsgi, signal.getsignal(signal.SIGTERM)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import time
 from contextlib import ExitStack
 
@@ -47,9 +48,11 @@ def test_a_webhook_is_answered_while_a_dozen_pages_follow_their_streams(stack: S
 
 
 @pytest.mark.slow
-def test_a_graceful_stop_ends_open_streams_at_once(stack: Stack) -> None:
-    """SIGTERM (a deploy) ends the open streams, telling the browsers to reconnect,
-    instead of waiting out each one's blocking read or gunicorn's graceful timeout."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_ends_open_streams_at_once(stack: Stack, stop: signal.Signals) -> None:
+    """SIGTERM (a deploy) or SIGINT (Ctrl-C; the master quits its workers with SIGQUIT)
+    ends the open streams, telling the browsers to reconnect, instead of waiting out
+    each one's blocking read or gunicorn's graceful timeout."""
     host, port = stack.url.removeprefix("http://").split(":")
     answers = []
     for _ in range(4):
@@ -60,7 +63,7 @@ def test_a_graceful_stop_ends_open_streams_at_once(stack: Stack) -> None:
     time.sleep(1)  # every stream is in its blocking read
     web = stack.processes["web"]
     started = time.monotonic()
-    web.terminate()
+    web.send_signal(stop)
     web.wait(timeout=30)
     stopped = time.monotonic() - started
     assert stopped < 5, f"gunicorn took {stopped:.1f} s to stop with streams open"
