@@ -122,9 +122,10 @@ def kill_tree(child: subprocess.Popen[bytes]) -> None:
 
     Killing the child alone would orphan what it started: gunicorn's master waits up to
     its ``graceful_timeout`` for its workers before killing them itself, so a master
-    killed sooner leaves a worker running (one forked just before the stop, before it
-    could hear the signal, answers nothing). The tree is read before the child dies,
-    while its processes still name it as their parent."""
+    killed sooner leaves a worker running (a worker held in its exit by a request that
+    does not end, as open event streams did before gunicorn.conf.py's ``worker_int``).
+    The tree is read before the child dies, while its processes still name it as their
+    parent."""
     for pid in [*descendants(child.pid), child.pid]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
